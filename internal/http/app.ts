@@ -1,0 +1,103 @@
+// The Order API's routes. Nothing outside internal/http knows about Express.
+import express, { type RequestHandler } from 'express';
+import type { Pool } from '../db/pool.ts';
+import { AppError } from '../errors/errors.ts';
+import { listProducts } from '../inventory/stock.ts';
+import type { Logger } from '../log/logger.ts';
+import { getOrder, placeOrder, type Order } from '../orders/orders.ts';
+import { validateOrderInput } from '../orders/validate.ts';
+import { readStats } from '../stats/stats.ts';
+import { errorHandler } from './errors.ts';
+
+export interface HttpDeps {
+  pool: Pool;
+  logger: Logger;
+  /** Called after an order's transaction committed, e.g. to nudge idle workers. */
+  onOrderPlaced?: () => void;
+}
+
+export const BODY_LIMIT = '4kb';
+
+export function createHttpApp(deps: HttpDeps): express.Express {
+  const log = deps.logger.child('API');
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  const json = express.json({ limit: BODY_LIMIT });
+  const requireJson: RequestHandler = (req, _res, next) => {
+    if (!req.is('application/json')) {
+      next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the order as Content-Type: application/json'));
+      return;
+    }
+    next();
+  };
+
+  app
+    .route('/orders')
+    .post(requireJson, json, async (req, res) => {
+      const input = validateOrderInput(req.body);
+      const { order } = await placeOrder(deps.pool, input);
+      deps.onOrderPlaced?.();
+      log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
+      res.status(201).location(`/orders/${order.id}`).json(present(order));
+    })
+    .all(methodNotAllowed('POST'));
+
+  app
+    .route('/orders/:id')
+    .get(async (req, res) => {
+      res.json(present(await getOrder(deps.pool, req.params.id)));
+    })
+    .all(methodNotAllowed('GET'));
+
+  app
+    .route('/products')
+    .get(async (_req, res) => {
+      res.json({ products: await listProducts(deps.pool) });
+    })
+    .all(methodNotAllowed('GET'));
+
+  app
+    .route('/stats')
+    .get(async (_req, res) => {
+      res.json(await readStats(deps.pool));
+    })
+    .all(methodNotAllowed('GET'));
+
+  app
+    .route('/health')
+    .get(async (_req, res) => {
+      try {
+        await deps.pool.query('SELECT 1');
+        res.json({ status: 'ok', database: 'up' });
+      } catch {
+        res.status(503).json({ status: 'unavailable', database: 'down' });
+      }
+    })
+    .all(methodNotAllowed('GET'));
+
+  app.use((req, _res, next) => next(new AppError('NOT_FOUND', `no route for ${req.method} ${req.path}`)));
+  app.use(errorHandler(log));
+  return app;
+}
+
+function methodNotAllowed(allowed: string): RequestHandler {
+  return (req, res, next) => {
+    res.setHeader('Allow', allowed);
+    next(new AppError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed}`));
+  };
+}
+
+function present(order: Order) {
+  return {
+    id: order.id,
+    productId: order.productId,
+    quantity: order.quantity,
+    userId: order.userId,
+    status: order.status,
+    rejectReason: order.rejectReason,
+    createdAt: order.createdAt.toISOString(),
+    updatedAt: order.updatedAt.toISOString(),
+  };
+}

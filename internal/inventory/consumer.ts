@@ -1,0 +1,83 @@
+// The Inventory consumer: applies OrderCreated exactly once, however often it is delivered.
+import type { Pool } from '../db/pool.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { AppError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { settleOrder, type OrderCreatedPayload } from '../orders/orders.ts';
+import { ORDER_CREATED } from '../outbox/outbox.ts';
+import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from './processed.ts';
+import { stockOf, takeStock } from './stock.ts';
+
+/** What the relay hands over: the message envelope, nothing about outbox rows or leases. */
+export interface Delivery {
+  messageId: string;
+  eventType: string;
+  payload: unknown;
+}
+
+export type DeliveryResult = 'applied' | 'rejected' | 'duplicate';
+
+export interface InventoryConsumer {
+  /**
+   * Handles one delivery in its own transaction. Resolves once the outcome is committed;
+   * throws when it could not be (the relay retries later) or with POISON_MESSAGE when the
+   * message can never succeed.
+   */
+  handle(delivery: Delivery, deliveredBy: string): Promise<DeliveryResult>;
+}
+
+export function createInventoryConsumer(deps: { pool: Pool; logger: Logger }): InventoryConsumer {
+  const log = deps.logger.child('Inventory');
+  return {
+    async handle(delivery, deliveredBy) {
+      const payload = parseOrderCreated(delivery);
+      const short = payload.orderId.slice(0, 8);
+      const result = await withTransaction(deps.pool, async (tx) => {
+        // The idempotency record comes first: if this message was seen, nothing else runs.
+        if (!(await recordFirstDelivery(tx, delivery.messageId, deliveredBy))) {
+          await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
+          return { kind: 'duplicate' as const };
+        }
+        const left = await takeStock(tx, payload.productId, payload.quantity);
+        if (left !== undefined) {
+          if (!(await settleOrder(tx, payload.orderId, 'CONFIRMED'))) throw orderNotPending(payload.orderId);
+          return { kind: 'applied' as const, before: left + payload.quantity, after: left };
+        }
+        const have = (await stockOf(tx, payload.productId)) ?? 0;
+        const reason = `insufficient stock for ${payload.productId}: wanted ${payload.quantity}, have ${have}`;
+        await setOutcome(tx, delivery.messageId, 'rejected');
+        if (!(await settleOrder(tx, payload.orderId, 'REJECTED', reason))) throw orderNotPending(payload.orderId);
+        return { kind: 'rejected' as const, reason };
+      });
+      // Logged after COMMIT, so the log never claims something that was rolled back.
+      if (result.kind === 'duplicate') {
+        log.info(`SKIPPING duplicate message ${delivery.messageId} (order ${short}…, delivered by ${deliveredBy})`);
+      } else if (result.kind === 'applied') {
+        log.info(`order ${short}… stock ${payload.productId} ${result.before} → ${result.after} (CONFIRMED)`);
+      } else {
+        log.info(`order ${short}… REJECTED: ${result.reason}`);
+      }
+      return result.kind;
+    },
+  };
+}
+
+/** Checks the envelope and payload shape; anything off can never succeed, so it is poison. */
+export function parseOrderCreated(delivery: Delivery): OrderCreatedPayload {
+  if (delivery.eventType !== ORDER_CREATED) {
+    throw new AppError('POISON_MESSAGE', `unknown event type "${delivery.eventType}"`);
+  }
+  const p = delivery.payload as Partial<Record<keyof OrderCreatedPayload, unknown>> | null;
+  const valid =
+    typeof p === 'object' && p !== null &&
+    typeof p.orderId === 'string' &&
+    typeof p.productId === 'string' &&
+    typeof p.quantity === 'number' && Number.isInteger(p.quantity) && p.quantity > 0 &&
+    (p.userId === undefined || p.userId === null || typeof p.userId === 'string');
+  if (!valid) throw new AppError('POISON_MESSAGE', `malformed ${ORDER_CREATED} payload`);
+  return { orderId: p.orderId as string, productId: p.productId as string, quantity: p.quantity as number, userId: (p.userId as string | null | undefined) ?? null };
+}
+
+function orderNotPending(orderId: string): AppError {
+  return new AppError('POISON_MESSAGE', `order ${orderId} does not exist or is no longer PENDING`);
+}

@@ -1,0 +1,40 @@
+// The products table: stock levels, owned by the Inventory side.
+import type { Queryable } from '../db/pool.ts';
+
+export interface Product {
+  id: string;
+  name: string;
+  stock: number;
+}
+
+export async function listProducts(db: Queryable): Promise<Product[]> {
+  const { rows } = await db.query<Product>(`SELECT id, name, stock FROM products ORDER BY id`);
+  return rows;
+}
+
+/**
+ * Runs on the caller's transaction client. Takes `quantity` off the product's stock only if
+ * enough is left (the guard and the update are one statement, so two orders can never both
+ * take the last unit). Returns the new stock, or undefined when there was not enough.
+ */
+export async function takeStock(tx: Queryable, productId: string, quantity: number): Promise<number | undefined> {
+  const { rows } = await tx.query<{ stock: number }>(
+    `UPDATE products SET stock = stock - $2, updated_at = now()
+      WHERE id = $1 AND stock >= $2
+     RETURNING stock`,
+    [productId, quantity],
+  );
+  return rows[0]?.stock;
+}
+
+export async function stockOf(db: Queryable, productId: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ stock: number }>(`SELECT stock FROM products WHERE id = $1`, [productId]);
+  return rows[0]?.stock;
+}
+
+/** Sets stock levels, for demo resets and tests. */
+export async function setStock(db: Queryable, stock: Record<string, number>): Promise<void> {
+  for (const [id, value] of Object.entries(stock)) {
+    await db.query(`UPDATE products SET stock = $2, updated_at = now() WHERE id = $1`, [id, value]);
+  }
+}

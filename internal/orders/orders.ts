@@ -1,0 +1,124 @@
+// The orders use case. "Place order" is ONE transaction that writes the order row and its
+// OrderCreated outbox row through the same client: both commit, or neither exists.
+import { randomUUID } from 'node:crypto';
+import type { Pool, Queryable } from '../db/pool.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { AppError } from '../errors/errors.ts';
+import { enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
+import { isUuid, type OrderInput } from './validate.ts';
+
+export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED';
+
+export interface Order {
+  id: string;
+  productId: string;
+  quantity: number;
+  userId: string | null;
+  status: OrderStatus;
+  rejectReason: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The OrderCreated event's payload: everything the consumer needs, nothing it must look up. */
+export interface OrderCreatedPayload {
+  orderId: string;
+  productId: string;
+  quantity: number;
+  userId: string | null;
+}
+
+interface OrderRow {
+  id: string;
+  product_id: string;
+  quantity: number;
+  user_id: string | null;
+  status: OrderStatus;
+  reject_reason: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, created_at, updated_at';
+
+export interface PlacedOrder {
+  order: Order;
+  messageId: string;
+}
+
+/** Writes the order and its event atomically; an unknown product is UNKNOWN_PRODUCT and writes nothing. */
+export async function placeOrder(pool: Pool, input: OrderInput): Promise<PlacedOrder> {
+  const orderId = randomUUID();
+  const messageId = randomUUID();
+  try {
+    return await withTransaction(pool, async (tx) => {
+      const { rows } = await tx.query<OrderRow>(
+        `INSERT INTO orders (id, product_id, quantity, user_id)
+         VALUES ($1, $2, $3, $4)
+         RETURNING ${ORDER_COLUMNS}`,
+        [orderId, input.productId, input.quantity, input.userId ?? null],
+      );
+      const payload: OrderCreatedPayload = {
+        orderId,
+        productId: input.productId,
+        quantity: input.quantity,
+        userId: input.userId ?? null,
+      };
+      await enqueueEvent(tx, { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload });
+      return { order: toOrder(rows[0]!), messageId };
+    });
+  } catch (error) {
+    // 23503 foreign_key_violation on orders.product_id: the product does not exist.
+    if ((error as { code?: string }).code === '23503') {
+      throw new AppError('UNKNOWN_PRODUCT', `unknown product "${input.productId}"`, { productId: 'no such product' });
+    }
+    throw error;
+  }
+}
+
+export async function getOrder(db: Queryable, id: string): Promise<Order> {
+  if (!isUuid(id)) throw new AppError('NOT_FOUND', `order ${id} not found`);
+  const { rows } = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1`, [id]);
+  if (!rows[0]) throw new AppError('NOT_FOUND', `order ${id} not found`);
+  return toOrder(rows[0]);
+}
+
+/**
+ * Runs on the consumer's transaction client: moves a PENDING order to its final status.
+ * Returns false when no PENDING order with that id exists.
+ */
+export async function settleOrder(
+  tx: Queryable,
+  orderId: string,
+  status: Exclude<OrderStatus, 'PENDING'>,
+  reason: string | null = null,
+): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `UPDATE orders SET status = $2, reject_reason = $3, updated_at = now()
+      WHERE id = $1 AND status = 'PENDING'`,
+    [orderId, status, reason],
+  );
+  return rowCount === 1;
+}
+
+export async function countOrdersByStatus(db: Queryable): Promise<Record<OrderStatus, number>> {
+  const { rows } = await db.query<{ status: OrderStatus; count: number }>(
+    `SELECT status, count(*)::int AS count FROM orders GROUP BY status`,
+  );
+  const counts: Record<OrderStatus, number> = { PENDING: 0, CONFIRMED: 0, REJECTED: 0 };
+  for (const row of rows) counts[row.status] = row.count;
+  return counts;
+}
+
+function toOrder(row: OrderRow): Order {
+  return {
+    id: row.id,
+    productId: row.product_id,
+    quantity: row.quantity,
+    userId: row.user_id,
+    status: row.status,
+    rejectReason: row.reject_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

@@ -1,0 +1,190 @@
+// The outbox table's operations. The relay owns no SQL: it is handed these.
+//
+// Claiming is a lease, not a held lock. One statement picks the oldest available rows with
+// FOR UPDATE SKIP LOCKED (so concurrent claimers never pick the same row) and, in the same
+// statement, pushes their `available_at` past the lease and stamps a claim token. The row
+// lock ends with that statement; the committed lease is what keeps other workers away while
+// the event is delivered, and it survives a crash: an abandoned lease simply expires.
+//
+// The trap we avoid: `SELECT … FOR UPDATE SKIP LOCKED` run on its own in autocommit mode
+// locks rows for the few microseconds of that statement and then forgets them, so every
+// worker "claims" the same rows. See internal/relay/claim.test.ts.
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../db/pool.ts';
+
+export const ORDER_CREATED = 'OrderCreated';
+
+/** What a producer hands to the outbox. */
+export interface NewEvent {
+  messageId: string;
+  eventType: string;
+  aggregateId: string;
+  payload: unknown;
+}
+
+/** An event as a worker sees it after claiming it. */
+export interface OutboxEvent {
+  id: string;
+  messageId: string;
+  eventType: string;
+  aggregateId: string;
+  payload: unknown;
+  /** Including the current one: 1 on the first delivery. */
+  attempts: number;
+  createdAt: Date;
+}
+
+export interface Claim {
+  token: string;
+  events: OutboxEvent[];
+}
+
+interface OutboxRow {
+  id: string;
+  message_id: string;
+  event_type: string;
+  aggregate_id: string;
+  payload: unknown;
+  attempts: number;
+  created_at: Date;
+}
+
+/** Runs on the caller's transaction client: the event commits or rolls back with the caller's write. */
+export async function enqueueEvent(tx: Queryable, event: NewEvent): Promise<void> {
+  await tx.query(
+    `INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
+     VALUES ($1, $2, $3, $4)`,
+    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload)],
+  );
+}
+
+/**
+ * Leases up to `batchSize` available events to `workerName` for `leaseMs` (database clock)
+ * and counts an attempt on each. Autocommit: the lease is committed when this returns.
+ */
+export async function claimEvents(
+  db: Queryable,
+  options: { workerName: string; batchSize: number; leaseMs: number },
+): Promise<Claim> {
+  const token = randomUUID();
+  const { rows } = await db.query<OutboxRow>(
+    `WITH next AS (
+       SELECT id FROM outbox
+        WHERE available_at <= now()
+        ORDER BY available_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+     )
+     UPDATE outbox o
+        SET locked_by = $2,
+            lock_token = $3,
+            locked_until = now() + $4 * interval '1 millisecond',
+            available_at = now() + $4 * interval '1 millisecond',
+            attempts = o.attempts + 1
+       FROM next
+      WHERE o.id = next.id
+     RETURNING o.id, o.message_id, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at`,
+    [options.batchSize, options.workerName, token, options.leaseMs],
+  );
+  rows.sort((a, b) => Number(a.id) - Number(b.id));
+  return { token, events: rows.map(toEvent) };
+}
+
+/**
+ * Deletes delivered events, but only while `token` still holds their lease: if the lease
+ * expired and another worker took over, that worker's claim decides what happens to the row.
+ * Returns how many rows were deleted.
+ */
+export async function completeEvents(db: Queryable, ids: readonly string[], token: string): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { rowCount } = await db.query(`DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lock_token = $2`, [
+    ids,
+    token,
+  ]);
+  return rowCount ?? 0;
+}
+
+/**
+ * Gives a failed event back for a later retry: exponential backoff from its attempt count
+ * (1 s, 2 s, 4 s … capped at `maxDelayMs`) with jitter, on the database clock, and the error
+ * kept on the row for whoever looks. Returns the delay chosen, in ms (undefined if the lease
+ * was lost meanwhile).
+ */
+export async function retryLater(
+  db: Queryable,
+  event: Pick<OutboxEvent, 'id'>,
+  token: string,
+  error: string,
+  options: { baseDelayMs?: number; maxDelayMs?: number } = {},
+): Promise<number | undefined> {
+  const { rows } = await db.query<{ delay_ms: number }>(
+    `UPDATE outbox
+        SET available_at = now() + least($4::float8 * power(2, greatest(attempts - 1, 0)), $5::float8)
+                                   * (0.5 + random() / 2) * interval '1 millisecond',
+            locked_by = NULL, lock_token = NULL, locked_until = NULL,
+            last_error = left($3, 2000)
+      WHERE id = $1 AND lock_token = $2
+     RETURNING round(extract(epoch FROM available_at - now()) * 1000)::int AS delay_ms`,
+    [event.id, token, error, options.baseDelayMs ?? 1000, options.maxDelayMs ?? 60_000],
+  );
+  return rows[0]?.delay_ms;
+}
+
+/** Hands back claimed events that were never started (shutdown): available now, attempt uncounted. */
+export async function releaseEvents(db: Queryable, ids: readonly string[], token: string): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { rowCount } = await db.query(
+    `UPDATE outbox
+        SET available_at = now(), locked_by = NULL, lock_token = NULL, locked_until = NULL,
+            attempts = greatest(attempts - 1, 0)
+      WHERE id = ANY($1::bigint[]) AND lock_token = $2`,
+    [ids, token],
+  );
+  return rowCount ?? 0;
+}
+
+export interface OutboxCounts {
+  pending: number;
+  inFlight: number;
+  retrying: number;
+}
+
+export async function countOutbox(db: Queryable): Promise<OutboxCounts> {
+  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number }>(
+    `SELECT count(*)::int AS pending,
+            count(*) FILTER (WHERE lock_token IS NOT NULL AND locked_until > now())::int AS in_flight,
+            count(*) FILTER (WHERE lock_token IS NULL AND attempts > 0)::int AS retrying
+       FROM outbox`,
+  );
+  const row = rows[0]!;
+  return { pending: row.pending, inFlight: row.in_flight, retrying: row.retrying };
+}
+
+function toEvent(row: OutboxRow): OutboxEvent {
+  return {
+    id: String(row.id),
+    messageId: row.message_id,
+    eventType: row.event_type,
+    aggregateId: row.aggregate_id,
+    payload: row.payload,
+    attempts: row.attempts,
+    createdAt: row.created_at,
+  };
+}
+
+/** The operations a relay worker needs, bound to a pool and settings. */
+export interface OutboxStore {
+  claim(workerName: string): Promise<Claim>;
+  complete(ids: readonly string[], token: string): Promise<number>;
+  retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
+  release(ids: readonly string[], token: string): Promise<number>;
+}
+
+export function createOutboxStore(db: Queryable, options: { batchSize: number; leaseMs: number }): OutboxStore {
+  return {
+    claim: (workerName) => claimEvents(db, { workerName, ...options }),
+    complete: (ids, token) => completeEvents(db, ids, token),
+    retryLater: (event, token, error) => retryLater(db, event, token, error),
+    release: (ids, token) => releaseEvents(db, ids, token),
+  };
+}

@@ -1,0 +1,128 @@
+// The relay: N worker loops that move events from the outbox to the consumer.
+// Each loop is "claim → deliver each → delete the delivered → go again"; idle, it sleeps for
+// the poll interval unless nudged. It owns no SQL: it is handed an OutboxStore.
+import { isAppError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import type { OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
+import { Waker } from './waker.ts';
+
+/** Delivers one event; resolves with a short outcome word once the consumer committed. */
+export type Deliver = (event: OutboxEvent, workerName: string) => Promise<string>;
+
+export interface RelayOptions {
+  workers: number;
+  pollIntervalMs: number;
+  /** Worker names are `${namePrefix}${n}`: "Worker-1" … by default. */
+  namePrefix?: string;
+}
+
+export interface RelayDeps {
+  store: OutboxStore;
+  deliver: Deliver;
+  logger: Logger;
+}
+
+const MAX_ERROR_BACKOFF_MS = 5_000;
+
+export class Relay {
+  private stopping = false;
+  private loops: Promise<void>[] = [];
+  private readonly waker = new Waker();
+
+  constructor(
+    private readonly deps: RelayDeps,
+    private readonly options: RelayOptions,
+  ) {}
+
+  get workerNames(): string[] {
+    return Array.from({ length: this.options.workers }, (_, i) => `${this.options.namePrefix ?? 'Worker-'}${i + 1}`);
+  }
+
+  start(): void {
+    this.stopping = false;
+    this.loops = this.workerNames.map((name) => this.loop(name));
+  }
+
+  /** Wakes idle workers now (an event was just committed), instead of at the next poll. */
+  nudge(): void {
+    this.waker.wake();
+  }
+
+  /** Stops claiming, lets in-flight deliveries finish, hands back claimed-but-unstarted events. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.waker.wake();
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  /** One claim-and-deliver pass for `workerName`; returns how many events it claimed. For tests and tools. */
+  async runOnce(workerName: string): Promise<number> {
+    const claim = await this.deps.store.claim(workerName);
+    if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events);
+    return claim.events.length;
+  }
+
+  private async loop(name: string): Promise<void> {
+    const log = this.deps.logger.child(name);
+    let failures = 0;
+    while (!this.stopping) {
+      try {
+        const claimed = await this.runOnce(name);
+        failures = 0;
+        if (claimed === 0) await this.waker.sleep(this.options.pollIntervalMs);
+      } catch (error) {
+        // The database is down or the pool is exhausted: back off and try again, never crash.
+        failures += 1;
+        const wait = Math.min(100 * 2 ** failures, MAX_ERROR_BACKOFF_MS) * (0.5 + Math.random() / 2);
+        log.warn(`cannot reach the outbox (${(error as Error).message}); retrying in ${Math.round(wait)} ms`);
+        await this.waker.sleep(wait);
+      }
+    }
+  }
+
+  private async deliverClaim(name: string, token: string, events: OutboxEvent[]): Promise<void> {
+    const log = this.deps.logger.child(name);
+    log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
+    const delivered: string[] = [];
+    const outcomes: Record<string, number> = {};
+    for (const [index, event] of events.entries()) {
+      if (this.stopping) {
+        const rest = events.slice(index).map((e) => e.id);
+        await this.deps.store.release(rest, token).catch(() => undefined);
+        log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
+        break;
+      }
+      try {
+        const outcome = await this.deps.deliver(event, name);
+        delivered.push(event.id);
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      } catch (error) {
+        await this.handleFailure(log, token, event, error);
+      }
+    }
+    if (delivered.length === 0) return;
+    // A crash between the consumer's commit and this delete means a redelivery later, which
+    // the consumer recognises as a duplicate. That is the price of at-least-once, and it is safe.
+    const deleted = await this.deps.store.complete(delivered, token);
+    const summary = Object.entries(outcomes).map(([k, v]) => `${v} ${k}`).join(', ');
+    if (deleted === delivered.length) {
+      log.info(`delivered and deleted ${deleted} event${deleted === 1 ? '' : 's'} (${summary})`);
+    } else {
+      log.warn(`delivered ${delivered.length} (${summary}) but deleted only ${deleted}: lease expired, another worker owns the rest`);
+    }
+  }
+
+  private async handleFailure(log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    const kind = isAppError(error, 'POISON_MESSAGE') ? 'poison message' : 'delivery failed';
+    try {
+      const delay = await this.deps.store.retryLater(event, token, message);
+      const when = delay === undefined ? 'lease lost' : `retry in ${(delay / 1000).toFixed(1)} s`;
+      log.warn(`${kind} for ${event.messageId} (attempt ${event.attempts}): ${message}; ${when}`);
+    } catch (storeError) {
+      // Could not even record the failure: the lease will expire and the event comes back.
+      log.warn(`${kind} for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})`);
+    }
+  }
+}
