@@ -48,8 +48,16 @@ export async function runTests(config: Pick<Config, 'databaseUrl'>, options: Tes
         ['--import', 'tsx', '--test', `--test-concurrency=${options.concurrency}`, ...files],
         { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TEST_ADMIN_DATABASE_URL: adminUrl } },
       );
+      // Ctrl-C reaches the test process too (same process group); wait for it to end so the
+      // temporary PostgreSQL is still stopped and removed below instead of being left running.
+      const ignore = () => {};
+      process.on('SIGINT', ignore);
+      process.on('SIGTERM', () => child.kill('SIGTERM'));
       child.on('error', reject);
-      child.on('close', (code) => resolve(code ?? 1));
+      child.on('close', (code, signal) => {
+        process.off('SIGINT', ignore);
+        resolve(code ?? (signal ? 130 : 1));
+      });
     });
   } finally {
     await cleanup();

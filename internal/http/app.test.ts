@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { createSilentLogger } from '../log/logger.ts';
+import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createHttpApp } from './app.ts';
+
+let db: TestDatabase;
+let server: Server;
+let base: string;
+let nudges = 0;
+
+before(async () => {
+  db = await createTestDatabase(import.meta.filename);
+  const app = createHttpApp({ pool: db.pool, logger: createSilentLogger(), onOrderPlaced: () => (nudges += 1) });
+  server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await db.drop();
+});
+
+async function counts() {
+  const { rows } = await db.pool.query(
+    `SELECT (SELECT count(*)::int FROM orders) AS orders, (SELECT count(*)::int FROM outbox) AS outbox`,
+  );
+  return rows[0] as { orders: number; outbox: number };
+}
+
+function post(body: string, contentType = 'application/json') {
+  return fetch(`${base}/orders`, { method: 'POST', headers: { 'content-type': contentType }, body });
+}
+
+describe('POST /orders', () => {
+  it('accepts a valid order: 201, PENDING, order and event written, workers nudged', async () => {
+    const before = await counts();
+    const res = await post(JSON.stringify({ productId: 'widget', quantity: 2, userId: 'alice' }));
+    assert.equal(res.status, 201);
+    const order = await res.json();
+    assert.equal(order.status, 'PENDING');
+    assert.equal(res.headers.get('location'), `/orders/${order.id}`);
+    assert.deepEqual(await counts(), { orders: before.orders + 1, outbox: before.outbox + 1 });
+    assert.ok(nudges > 0);
+
+    const fetched = await fetch(`${base}/orders/${order.id}`);
+    assert.equal(fetched.status, 200);
+    assert.equal((await fetched.json()).id, order.id);
+  });
+
+  const bad: Array<[string, string, number, string, string?]> = [
+    ['invalid JSON', '{"productId": "widget", ', 400, 'INVALID_JSON'],
+    ['wrong content type', 'productId=widget&quantity=1', 415, 'UNSUPPORTED_MEDIA_TYPE', 'application/x-www-form-urlencoded'],
+    ['no content type', '{"productId":"widget","quantity":1}', 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/plain'],
+    ['an array', '[1,2]', 400, 'VALIDATION_FAILED'],
+    ['missing productId', '{"quantity":1}', 400, 'VALIDATION_FAILED'],
+    ['missing quantity', '{"productId":"widget"}', 400, 'VALIDATION_FAILED'],
+    ['quantity 0', '{"productId":"widget","quantity":0}', 400, 'VALIDATION_FAILED'],
+    ['negative quantity', '{"productId":"widget","quantity":-3}', 400, 'VALIDATION_FAILED'],
+    ['fractional quantity', '{"productId":"widget","quantity":1.5}', 400, 'VALIDATION_FAILED'],
+    ['string quantity', '{"productId":"widget","quantity":"1"}', 400, 'VALIDATION_FAILED'],
+    ['huge quantity', '{"productId":"widget","quantity":1e300}', 400, 'VALIDATION_FAILED'],
+    ['numeric productId', '{"productId":7,"quantity":1}', 400, 'VALIDATION_FAILED'],
+    ['extra field', '{"productId":"widget","quantity":1,"price":0}', 400, 'VALIDATION_FAILED'],
+    ['bad userId', '{"productId":"widget","quantity":1,"userId":{}}', 400, 'VALIDATION_FAILED'],
+    ['unknown product', '{"productId":"unobtainium","quantity":1}', 422, 'UNKNOWN_PRODUCT'],
+    ['body over the limit', JSON.stringify({ productId: 'widget', quantity: 1, userId: 'x'.repeat(10_000) }), 413, 'PAYLOAD_TOO_LARGE'],
+  ];
+  for (const [name, body, status, code, contentType] of bad) {
+    it(`rejects ${name} with ${status} ${code} and writes nothing`, async () => {
+      const before = await counts();
+      const res = await post(body, contentType);
+      assert.equal(res.status, status);
+      assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+      const json = await res.json();
+      assert.equal(json.error.code, code);
+      assert.equal(typeof json.error.message, 'string');
+      assert.doesNotMatch(JSON.stringify(json), /at .*\.ts|SELECT|INSERT/);
+      assert.deepEqual(await counts(), before);
+    });
+  }
+});
+
+describe('other routes', () => {
+  it('GET /orders/:id is 404 for unknown and malformed ids', async () => {
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'nope']) {
+      const res = await fetch(`${base}/orders/${id}`);
+      assert.equal(res.status, 404);
+      assert.equal((await res.json()).error.code, 'NOT_FOUND');
+    }
+  });
+
+  it('GET /products lists stock; GET /stats and /health answer', async () => {
+    const products = await (await fetch(`${base}/products`)).json();
+    assert.ok(products.products.some((p: { id: string }) => p.id === 'widget'));
+    const stats = await (await fetch(`${base}/stats`)).json();
+    assert.equal(typeof stats.orders.PENDING, 'number');
+    assert.equal(typeof stats.outbox.pending, 'number');
+    assert.equal(typeof stats.duplicatesSkipped, 'number');
+    const health = await fetch(`${base}/health`);
+    assert.equal(health.status, 200);
+  });
+
+  it('unknown routes are 404 and wrong methods 405, as JSON', async () => {
+    const missing = await fetch(`${base}/nowhere`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).error.code, 'NOT_FOUND');
+    const wrong = await fetch(`${base}/orders`, { method: 'GET' });
+    assert.equal(wrong.status, 405);
+    assert.equal(wrong.headers.get('allow'), 'POST');
+    assert.equal((await wrong.json()).error.code, 'METHOD_NOT_ALLOWED');
+  });
+
+  it('GET /health is 503 when the database does not answer', async () => {
+    const pool = db.newPool(1);
+    await pool.end();
+    const app = createHttpApp({ pool, logger: createSilentLogger() });
+    const s = await new Promise<Server>((resolve) => {
+      const x = app.listen(0, '127.0.0.1', () => resolve(x));
+    });
+    try {
+      const res = await fetch(`http://127.0.0.1:${(s.address() as AddressInfo).port}/health`);
+      assert.equal(res.status, 503);
+    } finally {
+      s.closeAllConnections();
+      await new Promise((resolve) => s.close(resolve));
+    }
+  });
+});

@@ -1,0 +1,178 @@
+// The claim must truly exclude other workers while an event is being delivered.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { Pool } from '../db/pool.ts';
+import { createSilentLogger } from '../log/logger.ts';
+import { completeEvents, createOutboxStore, type OutboxEvent, type OutboxStore } from '../outbox/outbox.ts';
+import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { Relay } from './relay.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase(import.meta.filename);
+});
+after(() => db.drop());
+beforeEach(() => db.pool.query('TRUNCATE outbox'));
+
+async function fillOutbox(count: number): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
+     SELECT gen_random_uuid(), 'OrderCreated', gen_random_uuid(), jsonb_build_object('n', n)
+       FROM generate_series(1, $1) AS n`,
+    [count],
+  );
+}
+
+/** A consumer stand-in that notices when two workers hold the same event at once. */
+function trackingDeliver() {
+  const inFlight = new Map<string, string>();
+  const deliveries = new Map<string, number>();
+  const byWorker = new Map<string, number>();
+  let overlaps = 0;
+  const deliver = async (event: OutboxEvent, worker: string) => {
+    if (inFlight.has(event.messageId)) overlaps += 1;
+    inFlight.set(event.messageId, worker);
+    deliveries.set(event.messageId, (deliveries.get(event.messageId) ?? 0) + 1);
+    byWorker.set(worker, (byWorker.get(worker) ?? 0) + 1);
+    await new Promise((resolve) => setTimeout(resolve, 1)); // "delivering"
+    inFlight.delete(event.messageId);
+    return 'applied';
+  };
+  return { deliver, deliveries, byWorker, overlaps: () => overlaps };
+}
+
+async function drain(store: OutboxStore, deliver: ReturnType<typeof trackingDeliver>['deliver'], pool: Pool) {
+  const relay = new Relay({ store, deliver, logger: createSilentLogger() }, { workers: 5, pollIntervalMs: 20 });
+  relay.start();
+  const deadline = Date.now() + 60_000;
+  try {
+    for (;;) {
+      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
+      if (rows[0]!.n === 0) return;
+      assert.ok(Date.now() < deadline, 'outbox did not drain within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  } finally {
+    await relay.stop();
+  }
+}
+
+describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
+  it('5 workers × 1,000 events: every event delivered once, never by two workers at a time', async () => {
+    await fillOutbox(1000);
+    const tracker = trackingDeliver();
+    await drain(createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 }), tracker.deliver, db.pool);
+
+    assert.equal(tracker.overlaps(), 0, 'an event was handled by two workers concurrently');
+    assert.equal(tracker.deliveries.size, 1000);
+    assert.ok([...tracker.deliveries.values()].every((n) => n === 1), 'an event was delivered twice');
+    assert.ok(tracker.byWorker.size >= 2, `only ${[...tracker.byWorker.keys()]} did any work`);
+  });
+
+  it('the naive claim (SELECT … FOR UPDATE SKIP LOCKED in autocommit) fails the same check', async () => {
+    await fillOutbox(200);
+    // The trap: the row locks die with the autocommit statement, before delivery starts.
+    const naive: OutboxStore = {
+      async claim() {
+        const { rows } = await db.pool.query<{ id: string; message_id: string }>(
+          `SELECT id, message_id FROM outbox ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED`,
+        );
+        const events = rows.map((row) => ({
+          id: String(row.id), messageId: row.message_id, eventType: 'OrderCreated',
+          aggregateId: row.message_id, payload: {}, attempts: 1, createdAt: new Date(),
+        }));
+        return { token: 'none', events };
+      },
+      complete: async (ids) => (await db.pool.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids])).rowCount ?? 0,
+      retryLater: async () => 0,
+      release: async () => 0,
+    };
+    const tracker = trackingDeliver();
+    await drain(naive, tracker.deliver, db.pool);
+
+    assert.ok(tracker.overlaps() > 0, 'expected the naive claim to let two workers hold one event');
+    const twice = [...tracker.deliveries.values()].filter((n) => n > 1).length;
+    assert.ok(twice > 0, 'expected the naive claim to deliver some events more than once');
+  });
+});
+
+describe('the lease', () => {
+  it('a worker paused past its lease loses the event to another worker, and cannot delete it', async () => {
+    await fillOutbox(1);
+    const shortLease = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 200 });
+    const first = await shortLease.claim('Worker-1');
+    assert.equal(first.events.length, 1);
+    assert.equal((await shortLease.claim('Worker-2')).events.length, 0, 'claimed while the lease is held');
+
+    await new Promise((resolve) => setTimeout(resolve, 300)); // Worker-1 "pauses" past its lease
+    const second = await shortLease.claim('Worker-2');
+    assert.equal(second.events.length, 1);
+    assert.equal(second.events[0]!.attempts, 2);
+
+    assert.equal(await completeEvents(db.pool, [first.events[0]!.id], first.token), 0, 'stale lease deleted the row');
+    assert.equal(await completeEvents(db.pool, [second.events[0]!.id], second.token), 1);
+  });
+});
+
+describe('failed deliveries', () => {
+  it('stay in the outbox with the error, come back after a backoff, and do not spin', async () => {
+    await fillOutbox(1);
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    let calls = 0;
+    const relay = new Relay(
+      {
+        store,
+        deliver: async () => {
+          calls += 1;
+          if (calls === 1) throw new Error('consumer unavailable');
+          return 'applied';
+        },
+        logger: createSilentLogger(),
+      },
+      { workers: 1, pollIntervalMs: 20 },
+    );
+
+    assert.equal(await relay.runOnce('Worker-1'), 1);
+    const { rows } = await db.pool.query(
+      `SELECT attempts, last_error, lock_token, available_at > now() AS later FROM outbox`,
+    );
+    assert.deepEqual(rows, [{ attempts: 1, last_error: 'consumer unavailable', lock_token: null, later: true }]);
+    assert.equal(await relay.runOnce('Worker-1'), 0, 'retried before its backoff elapsed');
+
+    await db.pool.query(`UPDATE outbox SET available_at = now()`); // fast-forward the backoff
+    assert.equal(await relay.runOnce('Worker-1'), 1);
+    assert.equal(calls, 2);
+    assert.equal((await db.pool.query('SELECT 1 FROM outbox')).rowCount, 0);
+  });
+});
+
+describe('graceful stop', () => {
+  it('finishes the event in flight and hands back the unstarted rest of the batch', async () => {
+    await fillOutbox(10);
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    let relay: Relay | undefined;
+    let stopping: Promise<void> | undefined;
+    let delivered = 0;
+    relay = new Relay(
+      {
+        store,
+        deliver: async () => {
+          delivered += 1;
+          stopping ??= relay!.stop(); // the stop request arrives during the first delivery
+          return 'applied';
+        },
+        logger: createSilentLogger(),
+      },
+      { workers: 1, pollIntervalMs: 20 },
+    );
+    relay.start();
+    while (!stopping) await new Promise((resolve) => setTimeout(resolve, 5));
+    await stopping;
+
+    assert.equal(delivered, 1);
+    const { rows } = await db.pool.query<{ n: number; leased: number; attempts: number }>(
+      `SELECT count(*)::int AS n, count(lock_token)::int AS leased, max(attempts) AS attempts FROM outbox`,
+    );
+    assert.deepEqual(rows[0], { n: 9, leased: 0, attempts: 0 });
+  });
+});
