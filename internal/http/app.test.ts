@@ -109,10 +109,25 @@ describe('other routes', () => {
     const missing = await fetch(`${base}/nowhere`);
     assert.equal(missing.status, 404);
     assert.equal((await missing.json()).error.code, 'NOT_FOUND');
-    const wrong = await fetch(`${base}/orders`, { method: 'GET' });
+    const wrong = await fetch(`${base}/orders`, { method: 'DELETE' });
     assert.equal(wrong.status, 405);
-    assert.equal(wrong.headers.get('allow'), 'POST');
+    assert.equal(wrong.headers.get('allow'), 'GET, POST');
     assert.equal((await wrong.json()).error.code, 'METHOD_NOT_ALLOWED');
+  });
+
+  it('GET /orders?ids= returns the known orders among up to 100 ids, and 400 for anything else', async () => {
+    const placed = await Promise.all([1, 2].map(async (quantity) => (await post(JSON.stringify({ productId: 'gadget', quantity }))).json()));
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const res = await fetch(`${base}/orders?ids=${placed[0].id},${placed[1].id},${unknown}`);
+    assert.equal(res.status, 200);
+    const { orders } = await res.json();
+    assert.deepEqual(orders.map((o: { id: string }) => o.id).sort(), [placed[0].id, placed[1].id].sort());
+    const tooMany = Array.from({ length: 101 }, () => crypto.randomUUID()).join(',');
+    for (const query of ['', '?ids=', '?ids=nope', `?ids=${tooMany}`]) {
+      const bad = await fetch(`${base}/orders${query}`);
+      assert.equal(bad.status, 400, query);
+      assert.equal((await bad.json()).error.code, 'VALIDATION_FAILED');
+    }
   });
 
   it('GET /health is 503 when the database does not answer', async () => {

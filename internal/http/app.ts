@@ -4,8 +4,8 @@ import type { Pool } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
 import { listProducts } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
-import { getOrder, placeOrder, type Order } from '../orders/orders.ts';
-import { validateOrderInput } from '../orders/validate.ts';
+import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts';
+import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
 import { readStats } from '../stats/stats.ts';
 import { errorHandler } from './errors.ts';
 
@@ -42,7 +42,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
       res.status(201).location(`/orders/${order.id}`).json(present(order));
     })
-    .all(methodNotAllowed('POST'));
+    // Many orders at once, for clients that track a batch (the stress test).
+    .get(async (req, res) => {
+      const orders = await getOrders(deps.pool, validateOrderIds(req.query.ids));
+      res.json({ orders: orders.map(present) });
+    })
+    .all(methodNotAllowed('GET, POST'));
 
   app
     .route('/orders/:id')

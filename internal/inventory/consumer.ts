@@ -34,7 +34,7 @@ export function createInventoryConsumer(deps: { pool: Pool; logger: Logger }): I
       const short = payload.orderId.slice(0, 8);
       const result = await withTransaction(deps.pool, async (tx) => {
         // The idempotency record comes first: if this message was seen, nothing else runs.
-        if (!(await recordFirstDelivery(tx, delivery.messageId, deliveredBy))) {
+        if (!(await recordFirstDelivery(tx, delivery, deliveredBy))) {
           await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
           return { kind: 'duplicate' as const };
         }

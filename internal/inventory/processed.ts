@@ -3,6 +3,13 @@ import type { Queryable } from '../db/pool.ts';
 
 export type Outcome = 'applied' | 'rejected';
 
+/** The message as it was delivered, kept so it can be replayed. */
+export interface MessageCopy {
+  messageId: string;
+  eventType: string;
+  payload: unknown;
+}
+
 /**
  * Runs on the consumer's transaction client. Inserts the message id and reports whether it
  * was new. INSERT … ON CONFLICT DO NOTHING is the check: a concurrent transaction inserting
@@ -10,12 +17,12 @@ export type Outcome = 'applied' | 'rejected';
  * message can never both be "new". (SELECT-then-INSERT cannot promise that: both SELECTs
  * can run before either INSERT.)
  */
-export async function recordFirstDelivery(tx: Queryable, messageId: string, handledBy: string): Promise<boolean> {
+export async function recordFirstDelivery(tx: Queryable, message: MessageCopy, handledBy: string): Promise<boolean> {
   const { rowCount } = await tx.query(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by)
-     VALUES ($1, 'applied', $2)
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload)
+     VALUES ($1, 'applied', $2, $3, $4)
      ON CONFLICT (message_id) DO NOTHING`,
-    [messageId, handledBy],
+    [message.messageId, handledBy, message.eventType, JSON.stringify(message.payload)],
   );
   return rowCount === 1;
 }
@@ -33,21 +40,69 @@ export interface ProcessedMessage {
   outcome: Outcome;
   handledBy: string;
   processedAt: Date;
+  /** Undefined for messages processed before copies were kept. */
+  copy: MessageCopy | undefined;
 }
 
-/** The most recently processed messages, newest first. */
+interface ProcessedRow {
+  message_id: string;
+  outcome: Outcome;
+  handled_by: string;
+  processed_at: Date;
+  event_type: string | null;
+  payload: unknown;
+}
+
+const PROCESSED_COLUMNS = 'message_id, outcome, handled_by, processed_at, event_type, payload';
+
+/** The most recently processed messages that can be replayed (a copy was kept), newest first. */
 export async function recentProcessed(db: Queryable, limit: number): Promise<ProcessedMessage[]> {
-  const { rows } = await db.query<{ message_id: string; outcome: Outcome; handled_by: string; processed_at: Date }>(
-    `SELECT message_id, outcome, handled_by, processed_at FROM processed_messages
+  const { rows } = await db.query<ProcessedRow>(
+    `SELECT ${PROCESSED_COLUMNS} FROM processed_messages
+      WHERE event_type IS NOT NULL
       ORDER BY processed_at DESC, message_id LIMIT $1`,
     [limit],
   );
-  return rows.map((row) => ({
+  return rows.map(toProcessed);
+}
+
+/** The processed messages among `messageIds` (unknown ids are absent). */
+export async function findProcessed(db: Queryable, messageIds: readonly string[]): Promise<ProcessedMessage[]> {
+  const { rows } = await db.query<ProcessedRow>(
+    `SELECT ${PROCESSED_COLUMNS} FROM processed_messages WHERE message_id = ANY($1::uuid[])`,
+    [messageIds],
+  );
+  return rows.map(toProcessed);
+}
+
+/** Who skipped which of `messageIds` after skipped_duplicates row `afterId`. */
+export async function skipsSince(
+  db: Queryable,
+  afterId: string,
+  messageIds: readonly string[],
+): Promise<Array<{ messageId: string; handledBy: string }>> {
+  const { rows } = await db.query<{ message_id: string; handled_by: string }>(
+    `SELECT message_id, handled_by FROM skipped_duplicates
+      WHERE id > $1 AND message_id = ANY($2::uuid[]) ORDER BY id`,
+    [afterId, messageIds],
+  );
+  return rows.map((row) => ({ messageId: row.message_id, handledBy: row.handled_by }));
+}
+
+/** The newest skipped_duplicates id ("0" when none): a watermark for skipsSince. */
+export async function lastSkipId(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM skipped_duplicates`);
+  return rows[0]!.id;
+}
+
+function toProcessed(row: ProcessedRow): ProcessedMessage {
+  return {
     messageId: row.message_id,
     outcome: row.outcome,
     handledBy: row.handled_by,
     processedAt: row.processed_at,
-  }));
+    copy: row.event_type === null ? undefined : { messageId: row.message_id, eventType: row.event_type, payload: row.payload },
+  };
 }
 
 export interface ConsumerCounts {

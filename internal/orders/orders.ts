@@ -83,6 +83,12 @@ export async function getOrder(db: Queryable, id: string): Promise<Order> {
   return toOrder(rows[0]);
 }
 
+/** The orders among `ids` that exist (unknown ids are simply absent). */
+export async function getOrders(db: Queryable, ids: readonly string[]): Promise<Order[]> {
+  const { rows } = await db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = ANY($1::uuid[])`, [ids]);
+  return rows.map(toOrder);
+}
+
 /**
  * Runs on the consumer's transaction client: moves a PENDING order to its final status.
  * Returns false when no PENDING order with that id exists.

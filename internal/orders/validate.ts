@@ -42,6 +42,19 @@ export function validateOrderInput(body: unknown): OrderInput {
   };
 }
 
+export const MAX_LOOKUP_IDS = 100;
+
+/** `GET /orders?ids=a,b,c`: 1 to MAX_LOOKUP_IDS order ids, each a uuid. */
+export function validateOrderIds(raw: unknown): string[] {
+  const ids = typeof raw === 'string' ? raw.split(',').map((id) => id.trim()).filter(Boolean) : [];
+  if (ids.length === 0 || ids.length > MAX_LOOKUP_IDS || !ids.every(isUuid)) {
+    throw new AppError('VALIDATION_FAILED', 'ids must be a comma-separated list of order ids', {
+      ids: `required: 1 to ${MAX_LOOKUP_IDS} order ids (uuids), separated by commas`,
+    });
+  }
+  return [...new Set(ids.map((id) => id.toLowerCase()))];
+}
+
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: string): boolean {

@@ -1,0 +1,75 @@
+// npm run stress: fire orders at a running server and check the outbox kept its promise.
+import { randomUUID } from 'node:crypto';
+import { Command, InvalidArgumentError } from 'commander';
+import { createApiClient, ServerUnreachableError } from '../../internal/client/api-client.ts';
+import { colorEnabled } from '../../internal/config/config.ts';
+import { createProgress, formatStressReport } from '../../internal/stress/report.ts';
+import { runStressTest } from '../../internal/stress/stress.ts';
+
+const options = new Command('stress-test')
+  .description('fire concurrent POST /orders at a running server, wait for the relay, check the invariant')
+  .option('--url <url>', 'the Order API', 'http://127.0.0.1:8080')
+  .option('--orders <n>', 'orders to place', positiveInt, 50)
+  .option('--concurrency <n>', 'requests in flight at once', positiveInt, 50)
+  .option('--quantity <n>', 'quantity per order (1..1000)', positiveInt, 1)
+  .option('--product <id...>', 'product id(s) to order (default: every product, in turn)')
+  .option('--no-wait', 'do not wait for the outbox to drain (and so skip the invariant check)')
+  .option('--wait-timeout <ms>', 'how long to wait for the drain', positiveInt, 120_000)
+  .option('--json', 'print one JSON result object instead of the report')
+  .parse()
+  .opts<{
+    url: string; orders: number; concurrency: number; quantity: number; product?: string[];
+    wait: boolean; waitTimeout: number; json?: boolean;
+  }>();
+
+const color = !options.json && colorEnabled(process.stdout);
+const interactive = !options.json;
+const progress = interactive
+  ? createProgress(process.stderr, { total: options.orders, tty: Boolean(process.stderr.isTTY), color })
+  : undefined;
+const abort = new AbortController();
+process.once('SIGINT', () => {
+  process.stderr.write('\ninterrupted: no new orders; reporting what happened so far\n');
+  abort.abort();
+  process.once('SIGINT', () => process.exit(130));
+});
+
+try {
+  const result = await runStressTest(
+    {
+      orders: options.orders,
+      concurrency: options.concurrency,
+      quantity: options.quantity,
+      productIds: options.product ?? [],
+      wait: options.wait,
+      waitTimeoutMs: options.waitTimeout,
+      userId: `stress-${randomUUID().slice(0, 8)}`,
+    },
+    {
+      client: createApiClient(options.url),
+      signal: abort.signal,
+      onProgress: progress?.update,
+      onPhase: interactive ? (message) => process.stderr.write(`${message}\n`) : undefined,
+    },
+  );
+  progress?.finish();
+  process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatStressReport(result, color)}\n`);
+  process.exitCode = result.ok && !abort.signal.aborted ? 0 : 1;
+} catch (error) {
+  progress?.finish();
+  if (error instanceof ServerUnreachableError) {
+    const message = `${error.message}: is the server running? Start it in another terminal with \`npm start\`, or pass --url.`;
+    process.stderr.write(`${message}\n`);
+    if (options.json) process.stdout.write(`${JSON.stringify({ ok: false, error: { code: error.code, message } })}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`stress test failed: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}

@@ -1,0 +1,111 @@
+// What the stress test shows a person: live progress while it fires, then a report.
+import { Chalk } from 'chalk';
+import type { StressResult } from './stress.ts';
+
+export interface Progress {
+  update(done: number, accepted: number, failed: number): void;
+  /** Ends the live line so what follows starts on a fresh one. */
+  finish(): void;
+}
+
+/**
+ * On a terminal, one line redrawn in place (at most ~10 times a second); piped, a plain
+ * line at every tenth of the way, so logs stay readable.
+ */
+export function createProgress(
+  stream: NodeJS.WritableStream,
+  options: { total: number; tty: boolean; color: boolean },
+): Progress {
+  const chalk = new Chalk({ level: options.color ? 2 : 0 });
+  const step = Math.max(1, Math.ceil(options.total / 10));
+  let lastDraw = 0;
+  let lastLine = 0;
+  let drawn = false;
+  const line = (done: number, accepted: number, failed: number) => {
+    const width = 30;
+    const filled = Math.round((done / Math.max(1, options.total)) * width);
+    const bar = chalk.green('█'.repeat(filled)) + chalk.gray('░'.repeat(width - filled));
+    const failedText = failed > 0 ? chalk.red(`failed ${failed}`) : `failed ${failed}`;
+    return `${bar} ${done}/${options.total} sent · ${chalk.green(`accepted ${accepted}`)} · ${failedText}`;
+  };
+  return {
+    update(done, accepted, failed) {
+      if (options.tty) {
+        const now = Date.now();
+        if (done < options.total && now - lastDraw < 100) return;
+        lastDraw = now;
+        drawn = true;
+        stream.write(`\r\x1b[2K${line(done, accepted, failed)}`);
+      } else if (done === options.total || done - lastLine >= step) {
+        lastLine = done;
+        stream.write(`${line(done, accepted, failed)}\n`);
+      }
+    },
+    finish() {
+      if (options.tty && drawn) stream.write('\n');
+    },
+  };
+}
+
+export function formatStressReport(result: StressResult, color: boolean): string {
+  const c = new Chalk({ level: color ? 2 : 0 });
+  const ok = c.green('✓');
+  const bad = c.red('✗');
+  const ms = (n: number) => `${Math.round(n)} ms`;
+  const lines: string[] = [];
+  const label = (text: string) => c.bold(text.padEnd(12));
+
+  lines.push(c.bold(`Stress test: ${result.requested} orders, ${result.concurrency} at a time → ${result.url}`));
+  const failures = Object.entries(result.failedByStatus).map(([status, n]) => `${n} × ${status}`).join(', ');
+  lines.push(
+    `${label('requests')}${result.accepted === result.requested ? ok : bad} ${result.accepted}/${result.requested} accepted` +
+      (result.failed > 0 ? c.red(`, ${result.failed} failed (${failures})`) : ', 0 failed') +
+      (result.sent < result.requested ? c.yellow(`, ${result.requested - result.sent} never sent (interrupted)`) : ''),
+  );
+  lines.push(
+    `${label('speed')}${result.requestsPerSecond.toFixed(0)} orders/s over ${ms(result.durationMs)}; ` +
+      `latency p50 ${ms(result.latencyMs.p50)} · p95 ${ms(result.latencyMs.p95)} · max ${ms(result.latencyMs.max)}`,
+  );
+
+  if (!result.drain.waited) {
+    lines.push(c.gray('(not waiting for the relay: run without --no-wait to check the invariant)'));
+    return lines.join('\n');
+  }
+
+  const d = result.drain;
+  lines.push(
+    `${label('drain')}${d.drained ? ok : bad} ` +
+      (d.drained
+        ? `outbox empty and every order settled ${ms(d.msAfterLastAccept ?? 0)} after the last accept`
+        : `not drained: ${d.unsettled} order(s) unsettled, ${d.outboxLeft} event(s) in the outbox`) +
+      ` (${d.confirmed} CONFIRMED, ${d.rejected} REJECTED)`,
+  );
+
+  const workers = Object.entries(result.deliveriesByWorker);
+  const most = Math.max(1, ...workers.map(([, n]) => n));
+  lines.push(`${label('workers')}${workers.length} shared the ${workers.reduce((s, [, n]) => s + n, 0)} deliveries`);
+  for (const [worker, count] of workers) {
+    const bar = '█'.repeat(Math.max(1, Math.round((count / most) * 24)));
+    lines.push(`${' '.repeat(12)}${worker.padEnd(10)} ${c.cyan(bar)} ${count}`);
+  }
+  lines.push(
+    `${label('duplicates')}${result.duplicatesSkipped} skipped` +
+      c.gray(result.duplicatesSkipped === 0 ? ' (a clean run redelivers nothing)' : ' (redeliveries recognised and ignored)'),
+  );
+
+  lines.push(c.bold('stock'));
+  for (const s of result.stock.filter((x) => x.before !== x.after || x.confirmedQuantity > 0)) {
+    lines.push(
+      `${' '.repeat(12)}${s.holds ? ok : bad} ${s.productId.padEnd(10)} ${s.before} → ${s.after}` +
+        ` (−${s.before - s.after}; confirmed orders took ${s.confirmedQuantity})`,
+    );
+  }
+
+  if (result.invariant.holds) {
+    lines.push(`${label('invariant')}${ok} ${c.green('stock moved exactly by the confirmed orders; no accepted order lost; outbox empty')}`);
+  } else {
+    lines.push(`${label('invariant')}${bad} ${c.red('does not hold:')}`);
+    for (const problem of result.invariant.problems) lines.push(`${' '.repeat(12)}${c.red(`- ${problem}`)}`);
+  }
+  return lines.join('\n');
+}

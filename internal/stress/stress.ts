@@ -1,0 +1,242 @@
+// The stress test: fire many orders at once through the public API, wait until the relay has
+// drained the outbox, then check the invariant the pattern promises. It only talks HTTP, so
+// it tests the running server exactly as users reach it.
+import pLimit from 'p-limit';
+import type { ApiClient, ApiOrder, ApiStats } from '../client/api-client.ts';
+
+export interface StressOptions {
+  orders: number;
+  concurrency: number;
+  quantity: number;
+  /** Products to order, round-robin; all of GET /products when empty. */
+  productIds: string[];
+  /** Wait for the outbox to drain and every order to settle, then check the invariant. */
+  wait: boolean;
+  waitTimeoutMs: number;
+  /** Stamped on every order so this run's orders can be told apart. */
+  userId: string;
+}
+
+export interface StressDeps {
+  client: ApiClient;
+  /** Called after every response: how many are done, accepted and failed so far. */
+  onProgress?: (done: number, accepted: number, failed: number) => void;
+  /** Phases worth telling a watching user about. */
+  onPhase?: (message: string) => void;
+  /** Stops sending new orders and skips the wait (Ctrl-C). */
+  signal?: AbortSignal;
+  now?: () => number;
+}
+
+export interface ProductCheck {
+  productId: string;
+  before: number;
+  after: number;
+  confirmedQuantity: number;
+  holds: boolean;
+}
+
+export interface StressResult {
+  url: string;
+  requested: number;
+  concurrency: number;
+  sent: number;
+  accepted: number;
+  failed: number;
+  failedByStatus: Record<string, number>;
+  durationMs: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p95: number; max: number };
+  drain: {
+    waited: boolean;
+    drained: boolean;
+    /** From the last accepted order to outbox empty and every order settled. */
+    msAfterLastAccept: number | null;
+    confirmed: number;
+    rejected: number;
+    /** Accepted orders still PENDING, or not found at all, when the wait ended. */
+    unsettled: number;
+    outboxLeft: number;
+  };
+  /** Deliveries made during this run, by worker. */
+  deliveriesByWorker: Record<string, number>;
+  duplicatesSkipped: number;
+  stock: ProductCheck[];
+  invariant: { checked: boolean; holds: boolean; problems: string[] };
+  /** Everything accepted and (when waited) the invariant holds. */
+  ok: boolean;
+}
+
+const POLL_MS = 50;
+
+export async function runStressTest(options: StressOptions, deps: StressDeps): Promise<StressResult> {
+  const { client } = deps;
+  const now = deps.now ?? (() => performance.now());
+  const phase = deps.onPhase ?? (() => {});
+
+  const products = await client.products();
+  const productIds = options.productIds.length > 0 ? options.productIds : products.map((p) => p.id);
+  if (options.wait) await waitForQuietOutbox(client, options.waitTimeoutMs, phase, deps.signal);
+  const statsBefore = await client.stats();
+  const stockBefore = new Map((await client.products()).map((p) => [p.id, p.stock]));
+
+  phase(`firing ${options.orders} orders, ${options.concurrency} at a time, at ${client.baseUrl}`);
+  const limit = pLimit(options.concurrency);
+  const latencies: number[] = [];
+  const accepted: ApiOrder[] = [];
+  const failedByStatus: Record<string, number> = {};
+  let done = 0;
+  let lastAcceptAt = 0;
+  const started = now();
+  await Promise.all(
+    Array.from({ length: options.orders }, (_, i) =>
+      limit(async () => {
+        if (deps.signal?.aborted) return;
+        const t0 = now();
+        const result = await client.placeOrder({
+          productId: productIds[i % productIds.length]!,
+          quantity: options.quantity,
+          userId: options.userId,
+        });
+        latencies.push(now() - t0);
+        done += 1;
+        if (result.order) {
+          accepted.push(result.order);
+          lastAcceptAt = now();
+        } else {
+          const key = result.status === 0 ? 'no response' : String(result.status);
+          failedByStatus[key] = (failedByStatus[key] ?? 0) + 1;
+        }
+        deps.onProgress?.(done, accepted.length, done - accepted.length);
+      }),
+    ),
+  );
+  const durationMs = now() - started;
+  const failed = done - accepted.length;
+
+  const result: StressResult = {
+    url: client.baseUrl,
+    requested: options.orders,
+    concurrency: options.concurrency,
+    sent: done,
+    accepted: accepted.length,
+    failed,
+    failedByStatus,
+    durationMs,
+    requestsPerSecond: durationMs > 0 ? (done / durationMs) * 1000 : 0,
+    latencyMs: latencySummary(latencies),
+    drain: { waited: false, drained: false, msAfterLastAccept: null, confirmed: 0, rejected: 0, unsettled: accepted.length, outboxLeft: 0 },
+    deliveriesByWorker: {},
+    duplicatesSkipped: 0,
+    stock: [],
+    invariant: { checked: false, holds: false, problems: [] },
+    ok: false,
+  };
+  const allAccepted = accepted.length === options.orders;
+
+  if (!options.wait || deps.signal?.aborted) {
+    result.ok = allAccepted;
+    return result;
+  }
+
+  phase(`waiting for the outbox to drain and ${accepted.length} orders to settle`);
+  const settled = await waitForSettled(client, accepted, options.waitTimeoutMs, deps.signal);
+  const drainedAt = now();
+  const statsAfter = await client.stats();
+  const stockAfter = new Map((await client.products()).map((p) => [p.id, p.stock]));
+  const outboxLeft = outboxSize(statsAfter);
+  const confirmed = settled.filter((o) => o.status === 'CONFIRMED');
+  const unsettled = accepted.length - settled.length;
+
+  result.drain = {
+    waited: true,
+    drained: unsettled === 0 && outboxLeft === 0,
+    msAfterLastAccept: unsettled === 0 && accepted.length > 0 ? Math.max(0, drainedAt - lastAcceptAt) : null,
+    confirmed: confirmed.length,
+    rejected: settled.length - confirmed.length,
+    unsettled,
+    outboxLeft,
+  };
+  result.deliveriesByWorker = difference(statsAfter.deliveriesByWorker, statsBefore.deliveriesByWorker);
+  result.duplicatesSkipped = statsAfter.duplicatesSkipped - statsBefore.duplicatesSkipped;
+  result.stock = [...stockBefore].map(([productId, before]) => {
+    const after = stockAfter.get(productId) ?? before;
+    const confirmedQuantity = confirmed.filter((o) => o.productId === productId).reduce((sum, o) => sum + o.quantity, 0);
+    return { productId, before, after, confirmedQuantity, holds: before - after === confirmedQuantity };
+  });
+
+  const problems: string[] = [];
+  for (const check of result.stock.filter((c) => !c.holds)) {
+    problems.push(
+      `${check.productId}: stock fell by ${check.before - check.after} but this run's confirmed orders took ${check.confirmedQuantity}`,
+    );
+  }
+  if (unsettled > 0) problems.push(`${unsettled} accepted order(s) not CONFIRMED or REJECTED after ${options.waitTimeoutMs} ms`);
+  if (outboxLeft > 0) problems.push(`${outboxLeft} event(s) still in the outbox`);
+  result.invariant = { checked: true, holds: problems.length === 0, problems };
+  result.ok = allAccepted && result.invariant.holds;
+  return result;
+}
+
+/** Earlier events still in flight would move stock during our run and muddle the check. */
+async function waitForQuietOutbox(client: ApiClient, timeoutMs: number, phase: (m: string) => void, signal?: AbortSignal) {
+  const deadline = Date.now() + timeoutMs;
+  let told = false;
+  for (;;) {
+    const left = outboxSize(await client.stats());
+    if (left === 0 || Date.now() > deadline || signal?.aborted) return;
+    if (!told) phase(`waiting for ${left} earlier event(s) in the outbox to drain first`);
+    told = true;
+    await sleep(POLL_MS * 4);
+  }
+}
+
+/** Polls until the outbox is empty and every accepted order is settled; returns the settled ones. */
+async function waitForSettled(client: ApiClient, accepted: ApiOrder[], timeoutMs: number, signal?: AbortSignal): Promise<ApiOrder[]> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(accepted.map((o) => o.id));
+  const settled: ApiOrder[] = [];
+  for (;;) {
+    // Cheap question first; the per-order lookups only once the relay says it is done.
+    if (outboxSize(await client.stats()) === 0 || Date.now() > deadline) {
+      for (const order of await client.orders([...pending])) {
+        if (order.status !== 'PENDING') {
+          pending.delete(order.id);
+          settled.push(order);
+        }
+      }
+      if (pending.size === 0 || Date.now() > deadline) return settled;
+    }
+    if (signal?.aborted) return settled;
+    await sleep(POLL_MS);
+  }
+}
+
+function outboxSize(stats: ApiStats): number {
+  return stats.outbox.pending + stats.outbox.inFlight + stats.outbox.retrying;
+}
+
+function difference(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [worker, count] of Object.entries(after)) {
+    const delta = count - (before[worker] ?? 0);
+    if (delta > 0) out[worker] = delta;
+  }
+  return out;
+}
+
+export function latencySummary(samples: readonly number[]): { p50: number; p95: number; max: number } {
+  if (samples.length === 0) return { p50: 0, p95: 0, max: 0 };
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted[sorted.length - 1]! };
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
