@@ -59,6 +59,29 @@ export async function enqueueEvent(tx: Queryable, event: NewEvent): Promise<void
 }
 
 /**
+ * Puts an already-delivered message back into the outbox, as a broker or a relay crash would
+ * redeliver it. Returns false when that message id is still in the outbox (not yet deleted).
+ */
+export async function enqueueAgain(db: Queryable, event: NewEvent): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (message_id) DO NOTHING`,
+    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload)],
+  );
+  return rowCount === 1;
+}
+
+/** How many of `messageIds` are still in the outbox. */
+export async function countWaiting(db: Queryable, messageIds: readonly string[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM outbox WHERE message_id = ANY($1::uuid[])`,
+    [messageIds],
+  );
+  return rows[0]!.n;
+}
+
+/**
  * Leases up to `batchSize` available events to `workerName` for `leaseMs` (database clock)
  * and counts an attempt on each. Autocommit: the lease is committed when this returns.
  */

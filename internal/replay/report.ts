@@ -1,0 +1,43 @@
+// The replay's closing summary.
+import { Chalk } from 'chalk';
+import type { ReplayResult } from './replay.ts';
+
+export function formatReplayReport(result: ReplayResult, color: boolean): string {
+  const c = new Chalk({ level: color ? 2 : 0 });
+  const mark = (good: boolean) => (good ? c.green('✓') : c.red('✗'));
+  const label = (text: string) => c.bold(text.padEnd(12));
+  const how = result.path === 'server-workers' ? "through the outbox and the server's workers" : 'straight to the consumer, in this process';
+  const lines = [c.bold(`Replay: ${result.replayed.length} duplicate(s), delivered ${how}`)];
+
+  if (result.fresh) {
+    lines.push(`${label('fresh')}message ${result.fresh.messageId}: first delivery ${result.fresh.firstOutcome} by ${result.fresh.firstDeliveredBy}`);
+  }
+  const skippedIds = new Set(result.skips.map((s) => s.messageId));
+  const by = [...new Set(result.skips.map((s) => s.handledBy))].join(', ');
+  lines.push(
+    `${label('skipped')}${mark(result.unanswered.length === 0 && result.replayed.length > 0)} ` +
+      `${skippedIds.size}/${result.replayed.length}${by ? ` (by ${by})` : ''}`,
+  );
+  if (result.notReplayable.length > 0) {
+    lines.push(`${label('not found')}${mark(false)} ${result.notReplayable.join(', ')}`);
+  }
+  const changed = Object.entries(result.stockBefore).filter(([id, n]) => result.stockAfter[id] !== n);
+  lines.push(
+    `${label('stock')}${mark(changed.length === 0)} ` +
+      (changed.length === 0
+        ? `unchanged (${Object.entries(result.stockAfter).map(([id, n]) => `${id} ${n}`).join(', ')})`
+        : `changed: ${changed.map(([id, n]) => `${id} ${n} → ${result.stockAfter[id]}`).join(', ')}`),
+  );
+  lines.push(
+    `${label('processed')}${mark(result.processedAfter === result.processedBefore)} ` +
+      (result.processedAfter === result.processedBefore
+        ? `unchanged at ${result.processedAfter} messages`
+        : `${result.processedBefore} → ${result.processedAfter}`),
+  );
+  lines.push(
+    result.ok
+      ? `${label('verdict')}${c.green('✓ every duplicate was recognised and skipped; nothing changed')}`
+      : `${label('verdict')}${c.red('✗ see above')}`,
+  );
+  return lines.join('\n');
+}
