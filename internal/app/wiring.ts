@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.ts';
 import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
-import { createPool, type Pool } from '../db/pool.ts';
+import { closePool, createPool, type Pool } from '../db/pool.ts';
 import { createHttpApp } from '../http/app.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
@@ -30,7 +30,7 @@ export async function connectDatabase(config: Config, logger: Logger, role: stri
   try {
     await migrate(pool, dbLog);
   } catch (error) {
-    await pool.end().catch(() => undefined);
+    await closePool(pool);
     await server.close();
     throw error;
   }
@@ -38,7 +38,7 @@ export async function connectDatabase(config: Config, logger: Logger, role: stri
     server,
     pool,
     async close() {
-      await pool.end().catch(() => undefined);
+      await closePool(pool);
       await server.close();
     },
   };
@@ -76,7 +76,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   try {
     http = await listen(app, config.port, config.host);
   } catch (error) {
-    await Promise.all([relayPool.end(), inventoryPool.end()]);
+    await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
     await db.close();
     throw error;
   }
@@ -97,7 +97,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeIdleConnections();
         await Promise.all([relay.stop(), httpClosed]);
-        await Promise.all([relayPool.end(), inventoryPool.end()]);
+        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
         await db.close();
       })();
       return closing;

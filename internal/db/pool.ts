@@ -28,3 +28,35 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
   pool.on('error', (error) => logger.warn(`idle connection lost (${options.applicationName}): ${error.message}`));
   return pool;
 }
+
+/** Sessions on the current database whose application_name is `applicationName`, other than ours. */
+export async function countOtherSessions(db: Queryable, applicationName: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`,
+    [applicationName],
+  );
+  return rows[0]!.n;
+}
+
+/**
+ * Ends the pool and waits until every connection has really closed. pg's `pool.end()`
+ * resolves before its clients finish disconnecting, and stopping the database in that gap
+ * makes each of them report a lost connection.
+ */
+export async function closePool(pool: Pool): Promise<void> {
+  const open = pool.totalCount;
+  let removed = 0;
+  const allClosed = new Promise<void>((resolve) => {
+    if (open === 0) resolve();
+    pool.on('remove', () => {
+      removed += 1;
+      if (removed >= open) resolve();
+    });
+  });
+  await pool.end().catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const giveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)));
+  await Promise.race([allClosed, giveUp]);
+  clearTimeout(timer);
+}

@@ -95,6 +95,12 @@ export async function lastSkipId(db: Queryable): Promise<string> {
   return rows[0]!.id;
 }
 
+/** Forgets every processed message and skipped duplicate: the demo's fresh start. */
+export async function forgetAllMessages(tx: Queryable): Promise<void> {
+  await tx.query(`DELETE FROM skipped_duplicates`);
+  await tx.query(`DELETE FROM processed_messages`);
+}
+
 function toProcessed(row: ProcessedRow): ProcessedMessage {
   return {
     messageId: row.message_id,

@@ -32,7 +32,15 @@ export async function stockOf(db: Queryable, productId: string): Promise<number 
   return rows[0]?.stock;
 }
 
-/** Sets stock levels, for demo resets and tests. */
+/** What migrations/0001_init.sql seeds every product with; the demo resets to it. */
+export const SEED_STOCK = 100_000;
+
+/** Sets every product's stock to `stock`. */
+export async function restockAll(tx: Queryable, stock: number): Promise<void> {
+  await tx.query(`UPDATE products SET stock = $1, updated_at = now()`, [stock]);
+}
+
+/** Sets stock levels, for tests. */
 export async function setStock(db: Queryable, stock: Record<string, number>): Promise<void> {
   for (const [id, value] of Object.entries(stock)) {
     await db.query(`UPDATE products SET stock = $2, updated_at = now() WHERE id = $1`, [id, value]);

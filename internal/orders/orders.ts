@@ -116,6 +116,12 @@ export async function countOrdersByStatus(db: Queryable): Promise<Record<OrderSt
   return counts;
 }
 
+/** Removes every order: the demo's fresh start. */
+export async function deleteAllOrders(tx: Queryable): Promise<number> {
+  const { rowCount } = await tx.query(`DELETE FROM orders`);
+  return rowCount ?? 0;
+}
+
 function toOrder(row: OrderRow): Order {
   return {
     id: row.id,

@@ -183,6 +183,11 @@ export async function countOutbox(db: Queryable): Promise<OutboxCounts> {
   return { pending: row.pending, inFlight: row.in_flight, retrying: row.retrying };
 }
 
+/** Empties the outbox: the demo's fresh start. */
+export async function clearOutbox(tx: Queryable): Promise<void> {
+  await tx.query(`DELETE FROM outbox`);
+}
+
 function toEvent(row: OutboxRow): OutboxEvent {
   return {
     id: String(row.id),

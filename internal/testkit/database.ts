@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { testAdminDatabaseUrl } from '../config/config.ts';
 import { migrate } from '../db/migrate.ts';
-import { createPool, type Pool } from '../db/pool.ts';
+import { closePool, createPool, type Pool } from '../db/pool.ts';
 import { createSilentLogger } from '../log/logger.ts';
 
 export interface TestDatabase {
@@ -43,7 +43,7 @@ export async function createTestDatabase(testFile: string, options: { migrated?:
     pool,
     newPool,
     async drop() {
-      await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+      await Promise.all(pools.map(closePool));
       await admin(adminUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`));
     },
   };
