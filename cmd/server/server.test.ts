@@ -7,34 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../internal/testkit/database.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
-import { runScript, type ChildRun } from '../../internal/testkit/process.ts';
-
-const SERVER = 'cmd/server/main.ts';
-
-async function startServer(env: Record<string, string | undefined>): Promise<{ run: ChildRun; url: string }> {
-  const port = await freePort();
-  const run = runScript(SERVER, [], { PORT: String(port), POLL_INTERVAL_MS: '100', ...env });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    // A quiet server (LOG_LEVEL=warn) prints no banner, so readiness is asked over HTTP.
-    await untilHealthy(url, run, 60_000);
-  } catch (error) {
-    await run.stop('SIGKILL');
-    throw error;
-  }
-  return { run, url };
-}
-
-async function untilHealthy(url: string, run: ChildRun, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (run.child.exitCode !== null) throw new Error(`server exited during start-up:\n${run.output()}`);
-    const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${url} not healthy after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+import { startServerProcess as startServer } from '../../internal/testkit/process.ts';
 
 async function postOrder(url: string, quantity: number) {
   const res = await fetch(`${url}/orders`, {

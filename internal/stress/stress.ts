@@ -38,6 +38,8 @@ export interface ProductCheck {
 
 export interface StressResult {
   url: string;
+  /** The userId on every order of this run. */
+  userId: string;
   requested: number;
   concurrency: number;
   sent: number;
@@ -116,6 +118,7 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
 
   const result: StressResult = {
     url: client.baseUrl,
+    userId: options.userId,
     requested: options.orders,
     concurrency: options.concurrency,
     sent: done,
