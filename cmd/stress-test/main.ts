@@ -49,7 +49,12 @@ try {
       client: createApiClient(options.url),
       signal: abort.signal,
       onProgress: progress?.update,
-      onPhase: interactive ? (message) => process.stderr.write(`${message}\n`) : undefined,
+      onPhase: interactive
+        ? (message) => {
+            progress?.finish();
+            process.stderr.write(`${message}\n`);
+          }
+        : undefined,
     },
   );
   progress?.finish();

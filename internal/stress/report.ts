@@ -43,6 +43,7 @@ export function createProgress(
     },
     finish() {
       if (options.tty && drawn) stream.write('\n');
+      drawn = false;
     },
   };
 }
