@@ -10,6 +10,7 @@ import { forgetAllMessages } from '../inventory/processed.ts';
 import { restockAll, SEED_STOCK } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
 import { deleteAllOrders } from '../orders/orders.ts';
+import { clearDeadLetters } from '../outbox/dead-letters.ts';
 import { clearOutbox } from '../outbox/outbox.ts';
 import { runReplay, type ReplayResult } from '../replay/replay.ts';
 import { formatReplayReport } from '../replay/report.ts';
@@ -52,11 +53,12 @@ export async function runDemo(config: Config, options: DemoOptions, logger: Logg
     }
     await withTransaction(db.pool, async (tx) => {
       await clearOutbox(tx);
+      await clearDeadLetters(tx);
       await forgetAllMessages(tx);
       await deleteAllOrders(tx);
       await restockAll(tx, SEED_STOCK);
     });
-    log.info(`demo data reset: no orders, empty outbox, no processed messages, ${SEED_STOCK} of every product`);
+    log.info(`demo data reset: no orders, empty outbox, no dead letters, no processed messages, ${SEED_STOCK} of every product`);
     server = await startServer(config, logger);
     if (options.signal?.aborted) return result;
 

@@ -11,6 +11,8 @@ import { createInventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
 import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
+import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
+import { newSeed, seededRandom } from '../faults/random.ts';
 
 export interface Database {
   server: DatabaseServer;
@@ -61,16 +63,28 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const relayPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1 }, logger);
   const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
 
-  const consumer = createInventoryConsumer({ pool: inventoryPool, logger });
+  const crash = createCrashHook(config.crashAt, () => process.kill(process.pid, 'SIGKILL'), logger);
+  const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
+  if (config.failRate > 0) logger.child('Faults').warn(`FAIL_RATE ${config.failRate}: that share of deliveries will fail on purpose`);
+  const consumer = createInventoryConsumer({ pool: inventoryPool, logger, crash });
   const relay = new Relay(
     {
-      store: createOutboxStore(relayPool, { batchSize: config.batchSize, leaseMs: config.leaseMs }),
-      deliver: (event, workerName) => consumer.handle(event, workerName),
+      store: createOutboxStore(relayPool, {
+        batchSize: config.batchSize,
+        leaseMs: config.leaseMs,
+        retryBaseMs: config.retryBaseMs,
+        retryMaxMs: config.retryMaxMs,
+      }),
+      deliver: (event, workerName) => {
+        faults.maybeFail(event.messageId);
+        return consumer.handle(event, workerName);
+      },
       logger,
+      hooks: { afterClaim: () => crash('after-claim'), afterDeliver: () => crash('after-consume') },
     },
-    { workers: config.workers, pollIntervalMs: config.pollIntervalMs },
+    { workers: config.workers, pollIntervalMs: config.pollIntervalMs, maxAttempts: config.maxAttempts },
   );
-  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced: () => relay.nudge() });
+  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced: () => relay.nudge(), crash });
 
   let http: Server;
   try {

@@ -21,6 +21,7 @@ export interface ApiStats {
   outbox: { pending: number; inFlight: number; retrying: number };
   processed: { applied: number; rejected: number };
   duplicatesSkipped: number;
+  deadLetters: number;
   deliveriesByWorker: Record<string, number>;
   products: ApiProduct[];
 }

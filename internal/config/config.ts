@@ -18,6 +18,25 @@ export interface Config {
   logLevel: LogLevel;
   /** How long a request may wait for a free database connection. */
   connectionTimeoutMs: number;
+  /** Deliveries an event gets before it is moved to dead_letters. */
+  maxAttempts: number;
+  /** Backoff after the first failed delivery; doubles per attempt up to retryMaxMs. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Fault injection: the share of deliveries that fail on purpose (0 = none). */
+  failRate: number;
+  /** Seed for the injected failures, so a run can be repeated. */
+  faultSeed: number | undefined;
+  /** Test hook: SIGKILL this process the n-th time it reaches a crash point. */
+  crashAt: CrashAt | undefined;
+}
+
+export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+export interface CrashAt {
+  point: CrashPoint;
+  /** 1 = the first time the point is reached. */
+  hit: number;
 }
 
 export class ConfigError extends Error {
@@ -37,6 +56,9 @@ export const DEFAULTS = {
   leaseMs: 30_000,
   logLevel: 'info' as LogLevel,
   connectionTimeoutMs: 5_000,
+  maxAttempts: 5,
+  retryBaseMs: 1_000,
+  retryMaxMs: 60_000,
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -55,6 +77,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 100, 3_600_000),
     logLevel: logLevel(env.LOG_LEVEL),
     connectionTimeoutMs: int(env, 'DB_CONNECTION_TIMEOUT_MS', DEFAULTS.connectionTimeoutMs, 100, 600_000),
+    maxAttempts: int(env, 'MAX_ATTEMPTS', DEFAULTS.maxAttempts, 1, 100),
+    retryBaseMs: int(env, 'RETRY_BASE_MS', DEFAULTS.retryBaseMs, 1, 3_600_000),
+    retryMaxMs: int(env, 'RETRY_MAX_MS', DEFAULTS.retryMaxMs, 1, 86_400_000),
+    failRate: fraction(env, 'FAIL_RATE'),
+    faultSeed: nonEmpty(env.FAULT_SEED) === undefined ? undefined : int(env, 'FAULT_SEED', 0, 0, 2 ** 31 - 1),
+    crashAt: crashAt(env.CRASH_AT),
   };
   return { ...config, ...overrides };
 }
@@ -72,6 +100,27 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;
+}
+
+function fraction(env: Env, name: string): number {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return 0;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || value > 1) {
+    throw new ConfigError(`${name} must be a number from 0 to 1, got "${raw}"`);
+  }
+  return value;
+}
+
+function crashAt(raw: string | undefined): CrashAt | undefined {
+  const value = nonEmpty(raw);
+  if (value === undefined) return undefined;
+  const [point, hit = '1'] = value.split(':');
+  const n = Number(hit);
+  if (!CRASH_POINTS.includes(point as CrashPoint) || !Number.isInteger(n) || n < 1) {
+    throw new ConfigError(`CRASH_AT must be <point>[:<n>] with point one of ${CRASH_POINTS.join(', ')}, got "${raw}"`);
+  }
+  return { point: point as CrashPoint, hit: n };
 }
 
 function logLevel(raw: string | undefined): LogLevel {

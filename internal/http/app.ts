@@ -6,6 +6,8 @@ import { listProducts } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
 import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts';
 import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
+import { validateIdempotencyKey } from '../orders/idempotency.ts';
+import type { CrashHook } from '../faults/faults.ts';
 import { readStats } from '../stats/stats.ts';
 import { errorHandler } from './errors.ts';
 
@@ -14,6 +16,8 @@ export interface HttpDeps {
   logger: Logger;
   /** Called after an order's transaction committed, e.g. to nudge idle workers. */
   onOrderPlaced?: () => void;
+  /** Fault injection: crash points inside request handling. */
+  crash?: CrashHook;
 }
 
 export const BODY_LIMIT = '4kb';
@@ -37,9 +41,17 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     .route('/orders')
     .post(requireJson, json, async (req, res) => {
       const input = validateOrderInput(req.body);
-      const { order } = await placeOrder(deps.pool, input);
-      deps.onOrderPlaced?.();
-      log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
+      const idempotencyKey = validateIdempotencyKey(req.get('idempotency-key'));
+      const placed = await placeOrder(deps.pool, input, { idempotencyKey, crash: deps.crash });
+      const { order } = placed;
+      if (placed.replayed) {
+        // Same key, same body: the client is retrying. Same answer, nothing new written.
+        log.info(`order ${order.id.slice(0, 8)}… returned again for its Idempotency-Key (no new order, no new event)`);
+        res.setHeader('Idempotent-Replayed', 'true');
+      } else {
+        deps.onOrderPlaced?.();
+        log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
+      }
       res.status(201).location(`/orders/${order.id}`).json(present(order));
     })
     // Many orders at once, for clients that track a batch (the stress test).

@@ -15,7 +15,7 @@ before(async () => {
 });
 after(() => db.drop());
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE orders, outbox, processed_messages, skipped_duplicates');
+  await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
   await setStock(db.pool, { widget: 100 });
 });
 

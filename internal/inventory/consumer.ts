@@ -1,7 +1,8 @@
 // The Inventory consumer: applies OrderCreated exactly once, however often it is delivered.
-import type { Pool } from '../db/pool.ts';
+import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
+import type { CrashHook } from '../faults/faults.ts';
 import type { Logger } from '../log/logger.ts';
 import { settleOrder, type OrderCreatedPayload } from '../orders/orders.ts';
 import { ORDER_CREATED } from '../outbox/outbox.ts';
@@ -26,28 +27,23 @@ export interface InventoryConsumer {
   handle(delivery: Delivery, deliveredBy: string): Promise<DeliveryResult>;
 }
 
-export function createInventoryConsumer(deps: { pool: Pool; logger: Logger }): InventoryConsumer {
+export interface ConsumerDeps {
+  pool: Pool;
+  logger: Logger;
+  /** Fault injection: the crash point just before the consumer's COMMIT. */
+  crash?: CrashHook;
+}
+
+export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
   const log = deps.logger.child('Inventory');
   return {
     async handle(delivery, deliveredBy) {
       const payload = parseOrderCreated(delivery);
       const short = payload.orderId.slice(0, 8);
       const result = await withTransaction(deps.pool, async (tx) => {
-        // The idempotency record comes first: if this message was seen, nothing else runs.
-        if (!(await recordFirstDelivery(tx, delivery, deliveredBy))) {
-          await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
-          return { kind: 'duplicate' as const };
-        }
-        const left = await takeStock(tx, payload.productId, payload.quantity);
-        if (left !== undefined) {
-          if (!(await settleOrder(tx, payload.orderId, 'CONFIRMED'))) throw orderNotPending(payload.orderId);
-          return { kind: 'applied' as const, before: left + payload.quantity, after: left };
-        }
-        const have = (await stockOf(tx, payload.productId)) ?? 0;
-        const reason = `insufficient stock for ${payload.productId}: wanted ${payload.quantity}, have ${have}`;
-        await setOutcome(tx, delivery.messageId, 'rejected');
-        if (!(await settleOrder(tx, payload.orderId, 'REJECTED', reason))) throw orderNotPending(payload.orderId);
-        return { kind: 'rejected' as const, reason };
+        const outcome = await applyOnce(tx, delivery, payload, deliveredBy);
+        deps.crash?.('mid-consume');
+        return outcome;
       });
       // Logged after COMMIT, so the log never claims something that was rolled back.
       if (result.kind === 'duplicate') {
@@ -60,6 +56,25 @@ export function createInventoryConsumer(deps: { pool: Pool; logger: Logger }): I
       return result.kind;
     },
   };
+}
+
+/** The consumer's transaction body: idempotency record first, then the effect. */
+async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreatedPayload, deliveredBy: string) {
+  // The idempotency record comes first: if this message was seen, nothing else runs.
+  if (!(await recordFirstDelivery(tx, delivery, deliveredBy))) {
+    await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
+    return { kind: 'duplicate' as const };
+  }
+  const left = await takeStock(tx, payload.productId, payload.quantity);
+  if (left !== undefined) {
+    if (!(await settleOrder(tx, payload.orderId, 'CONFIRMED'))) throw orderNotPending(payload.orderId);
+    return { kind: 'applied' as const, before: left + payload.quantity, after: left };
+  }
+  const have = (await stockOf(tx, payload.productId)) ?? 0;
+  const reason = `insufficient stock for ${payload.productId}: wanted ${payload.quantity}, have ${have}`;
+  await setOutcome(tx, delivery.messageId, 'rejected');
+  if (!(await settleOrder(tx, payload.orderId, 'REJECTED', reason))) throw orderNotPending(payload.orderId);
+  return { kind: 'rejected' as const, reason };
 }
 
 /** Checks the envelope and payload shape; anything off can never succeed, so it is poison. */

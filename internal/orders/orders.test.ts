@@ -19,11 +19,13 @@ async function rowCounts() {
 
 describe('placeOrder', () => {
   beforeEach(async () => {
-    await db.pool.query('TRUNCATE orders, outbox');
+    await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox');
   });
 
   it('writes the order and its OrderCreated event together', async () => {
-    const { order, messageId } = await placeOrder(db.pool, { productId: 'widget', quantity: 2, userId: 'u-1' });
+    const placed = await placeOrder(db.pool, { productId: 'widget', quantity: 2, userId: 'u-1' });
+    assert.equal(placed.replayed, false);
+    const { order, messageId } = placed as Extract<typeof placed, { replayed: false }>;
     assert.equal(order.status, 'PENDING');
     const { rows } = await db.pool.query(`SELECT message_id, event_type, aggregate_id, payload FROM outbox`);
     assert.deepEqual(rows, [

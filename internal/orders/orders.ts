@@ -5,6 +5,8 @@ import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
 import { enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
+import type { CrashHook } from '../faults/faults.ts';
+import { requestHash, takeIdempotencyKey } from './idempotency.ts';
 import { isUuid, type OrderInput } from './validate.ts';
 
 export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED';
@@ -41,23 +43,32 @@ interface OrderRow {
 
 const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, created_at, updated_at';
 
-export interface PlacedOrder {
-  order: Order;
-  messageId: string;
+/** A new order with its event's message id, or (replayed) the order an earlier request with the same Idempotency-Key created. */
+export type PlacedOrder = { order: Order; replayed: false; messageId: string } | { order: Order; replayed: true };
+
+export interface PlaceOrderOptions {
+  idempotencyKey?: string;
+  /** Fault injection: the crash point between the two inserts. */
+  crash?: CrashHook;
 }
 
 /** Writes the order and its event atomically; an unknown product is UNKNOWN_PRODUCT and writes nothing. */
-export async function placeOrder(pool: Pool, input: OrderInput): Promise<PlacedOrder> {
+export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOrderOptions = {}): Promise<PlacedOrder> {
   const orderId = randomUUID();
   const messageId = randomUUID();
   try {
     return await withTransaction(pool, async (tx) => {
+      if (options.idempotencyKey !== undefined) {
+        const earlier = await takeIdempotencyKey(tx, options.idempotencyKey, requestHash(input), orderId);
+        if (earlier) return { order: await getOrder(tx, earlier), replayed: true };
+      }
       const { rows } = await tx.query<OrderRow>(
         `INSERT INTO orders (id, product_id, quantity, user_id)
          VALUES ($1, $2, $3, $4)
          RETURNING ${ORDER_COLUMNS}`,
         [orderId, input.productId, input.quantity, input.userId ?? null],
       );
+      options.crash?.('mid-order');
       const payload: OrderCreatedPayload = {
         orderId,
         productId: input.productId,
@@ -65,7 +76,7 @@ export async function placeOrder(pool: Pool, input: OrderInput): Promise<PlacedO
         userId: input.userId ?? null,
       };
       await enqueueEvent(tx, { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload });
-      return { order: toOrder(rows[0]!), messageId };
+      return { order: toOrder(rows[0]!), messageId, replayed: false };
     });
   } catch (error) {
     // 23503 foreign_key_violation on orders.product_id: the product does not exist.

@@ -11,6 +11,7 @@
 // worker "claims" the same rows. See internal/relay/claim.test.ts.
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/pool.ts';
+import { moveToDeadLetters } from './dead-letters.ts';
 
 export const ORDER_CREATED = 'OrderCreated';
 
@@ -31,6 +32,8 @@ export interface OutboxEvent {
   payload: unknown;
   /** Including the current one: 1 on the first delivery. */
   attempts: number;
+  /** Why the previous attempt did not finish (null on a first delivery). */
+  lastError: string | null;
   createdAt: Date;
 }
 
@@ -46,6 +49,7 @@ interface OutboxRow {
   aggregate_id: string;
   payload: unknown;
   attempts: number;
+  last_error: string | null;
   created_at: Date;
 }
 
@@ -103,10 +107,14 @@ export async function claimEvents(
             lock_token = $3,
             locked_until = now() + $4 * interval '1 millisecond',
             available_at = now() + $4 * interval '1 millisecond',
-            attempts = o.attempts + 1
+            attempts = o.attempts + 1,
+            -- Still leased means the last holder never finished: it died or stalled.
+            last_error = CASE WHEN o.lock_token IS NOT NULL
+                              THEN 'lease of ' || o.locked_by || ' expired before it finished (process died or stalled)'
+                              ELSE o.last_error END
        FROM next
       WHERE o.id = next.id
-     RETURNING o.id, o.message_id, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at`,
+     RETURNING o.id, o.message_id, o.event_type, o.aggregate_id, o.payload, o.attempts, o.last_error, o.created_at`,
     [options.batchSize, options.workerName, token, options.leaseMs],
   );
   rows.sort((a, b) => Number(a.id) - Number(b.id));
@@ -196,6 +204,7 @@ function toEvent(row: OutboxRow): OutboxEvent {
     aggregateId: row.aggregate_id,
     payload: row.payload,
     attempts: row.attempts,
+    lastError: row.last_error,
     createdAt: row.created_at,
   };
 }
@@ -205,14 +214,24 @@ export interface OutboxStore {
   claim(workerName: string): Promise<Claim>;
   complete(ids: readonly string[], token: string): Promise<number>;
   retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
+  deadLetter(event: OutboxEvent, token: string, error: string): Promise<boolean>;
   release(ids: readonly string[], token: string): Promise<number>;
 }
 
-export function createOutboxStore(db: Queryable, options: { batchSize: number; leaseMs: number }): OutboxStore {
+export interface OutboxStoreOptions {
+  batchSize: number;
+  leaseMs: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+export function createOutboxStore(db: Queryable, options: OutboxStoreOptions): OutboxStore {
+  const backoff = { baseDelayMs: options.retryBaseMs, maxDelayMs: options.retryMaxMs };
   return {
-    claim: (workerName) => claimEvents(db, { workerName, ...options }),
+    claim: (workerName) => claimEvents(db, { workerName, batchSize: options.batchSize, leaseMs: options.leaseMs }),
     complete: (ids, token) => completeEvents(db, ids, token),
-    retryLater: (event, token, error) => retryLater(db, event, token, error),
+    retryLater: (event, token, error) => retryLater(db, event, token, error, backoff),
+    deadLetter: (event, token, error) => moveToDeadLetters(db, event, token, error),
     release: (ids, token) => releaseEvents(db, ids, token),
   };
 }

@@ -79,12 +79,13 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
         );
         const events = rows.map((row) => ({
           id: String(row.id), messageId: row.message_id, eventType: 'OrderCreated',
-          aggregateId: row.message_id, payload: {}, attempts: 1, createdAt: new Date(),
+          aggregateId: row.message_id, payload: {}, attempts: 1, lastError: null, createdAt: new Date(),
         }));
         return { token: 'none', events };
       },
       complete: async (ids) => (await db.pool.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids])).rowCount ?? 0,
       retryLater: async () => 0,
+      deadLetter: async () => false,
       release: async () => 0,
     };
     const tracker = trackingDeliver();

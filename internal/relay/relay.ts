@@ -12,17 +12,32 @@ export type Deliver = (event: OutboxEvent, workerName: string) => Promise<string
 export interface RelayOptions {
   workers: number;
   pollIntervalMs: number;
+  /** Deliveries an event gets before it is dead-lettered (default 5). */
+  maxAttempts?: number;
   /** Worker names are `${namePrefix}${n}`: "Worker-1" … by default. */
   namePrefix?: string;
+}
+
+/**
+ * Test and fault-injection hooks at the moments a crash would hurt most. They may pause
+ * (a stalled worker) or kill the process (a crash in that window).
+ */
+export interface RelayHooks {
+  afterClaim?(workerName: string, events: readonly OutboxEvent[]): void | Promise<void>;
+  beforeDeliver?(workerName: string, event: OutboxEvent): void | Promise<void>;
+  /** The consumer has committed; the outbox row is not deleted yet. */
+  afterDeliver?(workerName: string, event: OutboxEvent): void | Promise<void>;
 }
 
 export interface RelayDeps {
   store: OutboxStore;
   deliver: Deliver;
   logger: Logger;
+  hooks?: RelayHooks;
 }
 
 const MAX_ERROR_BACKOFF_MS = 5_000;
+const DEFAULT_MAX_ATTEMPTS = 5;
 
 export class Relay {
   private stopping = false;
@@ -81,9 +96,15 @@ export class Relay {
     }
   }
 
+  private get maxAttempts(): number {
+    return this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  }
+
   private async deliverClaim(name: string, token: string, events: OutboxEvent[]): Promise<void> {
     const log = this.deps.logger.child(name);
+    const hooks = this.deps.hooks ?? {};
     log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
+    await hooks.afterClaim?.(name, events);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
     for (const [index, event] of events.entries()) {
@@ -93,8 +114,17 @@ export class Relay {
         log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
         break;
       }
+      // Attempts are counted when claimed, so deliveries that killed the process count too:
+      // an event that keeps crashing its worker stops here instead of looping forever.
+      if (event.attempts > this.maxAttempts) {
+        const why = `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`;
+        await this.giveUp(log, token, event, why);
+        continue;
+      }
       try {
+        await hooks.beforeDeliver?.(name, event);
         const outcome = await this.deps.deliver(event, name);
+        await hooks.afterDeliver?.(name, event);
         delivered.push(event.id);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
@@ -115,14 +145,28 @@ export class Relay {
 
   private async handleFailure(log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    const kind = isAppError(error, 'POISON_MESSAGE') ? 'poison message' : 'delivery failed';
+    // A poison message can never succeed, so retrying it only delays the events behind it.
+    if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(log, token, event, `poison message: ${message}`);
+    if (event.attempts >= this.maxAttempts) {
+      return this.giveUp(log, token, event, `failed ${event.attempts} times; last: ${message}`);
+    }
     try {
       const delay = await this.deps.store.retryLater(event, token, message);
       const when = delay === undefined ? 'lease lost' : `retry in ${(delay / 1000).toFixed(1)} s`;
-      log.warn(`${kind} for ${event.messageId} (attempt ${event.attempts}): ${message}; ${when}`);
+      log.warn(`delivery failed for ${event.messageId} (attempt ${event.attempts}/${this.maxAttempts}): ${message}; ${when}`);
     } catch (storeError) {
       // Could not even record the failure: the lease will expire and the event comes back.
-      log.warn(`${kind} for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})`);
+      log.warn(`delivery failed for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})`);
+    }
+  }
+
+  private async giveUp(log: Logger, token: string, event: OutboxEvent, why: string): Promise<void> {
+    try {
+      const moved = await this.deps.store.deadLetter(event, token, why);
+      if (moved) log.warn(`DEAD-LETTERED message ${event.messageId}: ${why}`);
+      else log.warn(`could not dead-letter ${event.messageId}: lease lost to another worker`);
+    } catch (storeError) {
+      log.warn(`could not dead-letter ${event.messageId} (${(storeError as Error).message}); its lease will expire and it comes back`);
     }
   }
 }

@@ -4,6 +4,7 @@ import type { Queryable } from '../db/pool.ts';
 import { countConsumed } from '../inventory/processed.ts';
 import { listProducts, type Product } from '../inventory/stock.ts';
 import { countOrdersByStatus, type OrderStatus } from '../orders/orders.ts';
+import { countDeadLetters } from '../outbox/dead-letters.ts';
 import { countOutbox, type OutboxCounts } from '../outbox/outbox.ts';
 
 export interface Stats {
@@ -11,23 +12,27 @@ export interface Stats {
   outbox: OutboxCounts;
   processed: { applied: number; rejected: number };
   duplicatesSkipped: number;
+  /** Events that gave up (MAX_ATTEMPTS or poison) and wait to be re-driven. */
+  deadLetters: number;
   /** Deliveries that reached the consumer, by worker (first deliveries and duplicates). */
   deliveriesByWorker: Record<string, number>;
   products: Product[];
 }
 
 export async function readStats(db: Queryable): Promise<Stats> {
-  const [orders, outbox, consumed, products] = await Promise.all([
+  const [orders, outbox, consumed, products, deadLetters] = await Promise.all([
     countOrdersByStatus(db),
     countOutbox(db),
     countConsumed(db),
     listProducts(db),
+    countDeadLetters(db),
   ]);
   return {
     orders: { ...orders, total: orders.PENDING + orders.CONFIRMED + orders.REJECTED },
     outbox,
     processed: consumed.processed,
     duplicatesSkipped: consumed.duplicatesSkipped,
+    deadLetters,
     deliveriesByWorker: sortByWorker(consumed.deliveriesBy),
     products,
   };

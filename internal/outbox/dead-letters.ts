@@ -1,0 +1,70 @@
+// dead_letters: where an event goes when it will not be delivered by trying again. Moving it
+// is one statement (DELETE … RETURNING feeding an INSERT), so an event is always in exactly
+// one of the two tables, whatever crashes when.
+import type { Queryable } from '../db/pool.ts';
+import type { OutboxEvent } from './outbox.ts';
+
+export interface DeadLetter {
+  messageId: string;
+  eventType: string;
+  attempts: number;
+  lastError: string | null;
+  deadAt: Date;
+}
+
+/** Moves a claimed event to dead_letters while `token` still holds its lease. */
+export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 'id'>, token: string, error: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `WITH moved AS (
+       DELETE FROM outbox WHERE id = $1 AND lock_token = $2
+       RETURNING message_id, event_type, aggregate_id, payload, attempts, created_at
+     )
+     INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at)
+     SELECT message_id, event_type, aggregate_id, payload, attempts, left($3, 2000), created_at FROM moved`,
+    [event.id, token, error],
+  );
+  return rowCount === 1;
+}
+
+/**
+ * Puts dead letters back into the outbox with a fresh attempt count, once their cause is
+ * fixed: all of them, or those in `messageIds`. Returns the message ids re-driven.
+ */
+export async function redriveDeadLetters(db: Queryable, messageIds?: readonly string[]): Promise<string[]> {
+  const { rows } = await db.query<{ message_id: string }>(
+    `WITH moved AS (
+       DELETE FROM dead_letters WHERE $1::uuid[] IS NULL OR message_id = ANY($1::uuid[])
+       RETURNING message_id, event_type, aggregate_id, payload, last_error, created_at
+     )
+     INSERT INTO outbox (message_id, event_type, aggregate_id, payload, created_at, last_error)
+     SELECT message_id, event_type, aggregate_id, payload, created_at, 're-driven after: ' || coalesce(last_error, '?') FROM moved
+     ON CONFLICT (message_id) DO NOTHING
+     RETURNING message_id`,
+    [messageIds ?? null],
+  );
+  return rows.map((row) => row.message_id);
+}
+
+export async function listDeadLetters(db: Queryable, limit = 100): Promise<DeadLetter[]> {
+  const { rows } = await db.query<{ message_id: string; event_type: string; attempts: number; last_error: string | null; dead_at: Date }>(
+    `SELECT message_id, event_type, attempts, last_error, dead_at FROM dead_letters ORDER BY dead_at DESC, id DESC LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => ({
+    messageId: row.message_id,
+    eventType: row.event_type,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    deadAt: row.dead_at,
+  }));
+}
+
+export async function countDeadLetters(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM dead_letters`);
+  return rows[0]!.n;
+}
+
+/** Empties dead_letters: the demo's fresh start. */
+export async function clearDeadLetters(tx: Queryable): Promise<void> {
+  await tx.query(`DELETE FROM dead_letters`);
+}
