@@ -68,6 +68,21 @@ describe('POST /orders', () => {
     ['extra field', '{"productId":"widget","quantity":1,"price":0}', 400, 'VALIDATION_FAILED'],
     ['bad userId', '{"productId":"widget","quantity":1,"userId":{}}', 400, 'VALIDATION_FAILED'],
     ['unknown product', '{"productId":"unobtainium","quantity":1}', 422, 'UNKNOWN_PRODUCT'],
+    ['an empty body', '', 400, 'VALIDATION_FAILED'],
+    ['JSON null', 'null', 400, 'VALIDATION_FAILED'],
+    ['a JSON string', '"widget"', 400, 'VALIDATION_FAILED'],
+    ['a JSON number', '42', 400, 'VALIDATION_FAILED'],
+    ['trailing garbage', '{"productId":"widget","quantity":1}}', 400, 'INVALID_JSON'],
+    ['null quantity', '{"productId":"widget","quantity":null}', 400, 'VALIDATION_FAILED'],
+    ['boolean quantity', '{"productId":"widget","quantity":true}', 400, 'VALIDATION_FAILED'],
+    ['quantity 1001', '{"productId":"widget","quantity":1001}', 400, 'VALIDATION_FAILED'],
+    ['NaN-like quantity', '{"productId":"widget","quantity":"NaN"}', 400, 'VALIDATION_FAILED'],
+    ['empty productId', '{"productId":"","quantity":1}', 400, 'VALIDATION_FAILED'],
+    ['productId with SQL', '{"productId":"widget\'; DROP TABLE orders;--","quantity":1}', 400, 'VALIDATION_FAILED'],
+    ['productId as an object', '{"productId":{"id":"widget"},"quantity":1}', 400, 'VALIDATION_FAILED'],
+    ['constructor field', '{"productId":"widget","quantity":1,"constructor":{"admin":true}}', 400, 'VALIDATION_FAILED'],
+    ['userId too long', JSON.stringify({ productId: 'widget', quantity: 1, userId: 'u'.repeat(65) }), 400, 'VALIDATION_FAILED'],
+    ['text/json content type', '{"productId":"widget","quantity":1}', 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/json'],
     ['body over the limit', JSON.stringify({ productId: 'widget', quantity: 1, userId: 'x'.repeat(10_000) }), 413, 'PAYLOAD_TOO_LARGE'],
   ];
   for (const [name, body, status, code, contentType] of bad) {
@@ -85,7 +100,56 @@ describe('POST /orders', () => {
   }
 });
 
+describe('POST /orders with an Idempotency-Key', () => {
+  const send = (key: string, body: object) =>
+    fetch(`${base}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify(body),
+    });
+
+  it('a retry with the same key and body gets the same order back, marked as replayed', async () => {
+    const before = await counts();
+    const first = await send('http-k-1', { productId: 'widget', quantity: 1 });
+    const again = await send('http-k-1', { productId: 'widget', quantity: 1 });
+    assert.equal(first.status, 201);
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal((await again.json()).id, (await first.json()).id);
+    assert.deepEqual(await counts(), { orders: before.orders + 1, outbox: before.outbox + 1 });
+  });
+
+  it('the same key with a different body is 422 IDEMPOTENCY_KEY_REUSED; a malformed key is 400', async () => {
+    await send('http-k-2', { productId: 'widget', quantity: 1 });
+    const before = await counts();
+    const reused = await send('http-k-2', { productId: 'widget', quantity: 2 });
+    assert.equal(reused.status, 422);
+    assert.equal((await reused.json()).error.code, 'IDEMPOTENCY_KEY_REUSED');
+    const malformed = await send('x'.repeat(201), { productId: 'widget', quantity: 1 });
+    assert.equal(malformed.status, 400);
+    assert.deepEqual(await counts(), before);
+  });
+});
+
 describe('other routes', () => {
+  it('unknown routes and wrong methods anywhere are JSON errors, never HTML or stacks', async () => {
+    const cases: Array<[string, string, number]> = [
+      ['GET', '/nowhere', 404],
+      ['POST', '/products', 405],
+      ['DELETE', '/orders/00000000-0000-4000-8000-000000000000', 405],
+      ['PUT', '/stats', 405],
+      ['POST', '/health', 405],
+      ['GET', '/orders/%E0%A4%A', 404],
+    ];
+    for (const [method, path, status] of cases) {
+      const res = await fetch(`${base}${path}`, { method });
+      assert.equal(res.status, status, `${method} ${path}`);
+      const body = await res.text();
+      assert.doesNotMatch(body, /<html|at .*\.ts|Error:/i);
+      assert.ok(JSON.parse(body).error.code);
+    }
+  });
+
   it('GET /orders/:id is 404 for unknown and malformed ids', async () => {
     for (const id of ['00000000-0000-4000-8000-000000000000', 'nope']) {
       const res = await fetch(`${base}/orders/${id}`);

@@ -28,7 +28,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  const json = express.json({ limit: BODY_LIMIT });
+  const json = express.json({ limit: BODY_LIMIT, strict: false }); // any JSON value parses; the validator explains what is wrong with it
   const requireJson: RequestHandler = (req, _res, next) => {
     if (!req.is('application/json')) {
       next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the order as Content-Type: application/json'));

@@ -45,6 +45,8 @@ function toAppError(error: unknown): AppError {
   if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
     return new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be UTF-8 JSON');
   }
+  // Express could not decode a percent-encoded path parameter (e.g. /orders/%E0%A4%A).
+  if (error instanceof URIError) return new AppError('NOT_FOUND', 'malformed URL');
   if (isDatabaseUnavailable(error)) {
     return new AppError('DATABASE_UNAVAILABLE', 'the database is unavailable; try again shortly', undefined, { cause: error });
   }
