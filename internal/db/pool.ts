@@ -26,6 +26,11 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
   });
   // An idle client losing its server (restart, pg_terminate_backend) must not crash the process.
   pool.on('error', (error) => logger.warn(`idle connection lost (${options.applicationName}): ${error.message}`));
+  // Nor may a checked-out one: between two queries it has no listener of the pool's, and an
+  // unheard 'error' event kills the process. Its next query fails, and that is handled.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => logger.debug(`connection lost (${options.applicationName}): ${error.message}`));
+  });
   return pool;
 }
 

@@ -6,6 +6,14 @@ import type { Client, Pool } from './pool.ts';
  */
 export async function withTransaction<T>(pool: Pool, work: (client: Client) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client has no error listener of the pool's: if the server drops the
+  // connection between two statements (restart, pg_terminate_backend), the 'error' event
+  // would crash the process. Note it instead; the next query fails and we roll back.
+  let lost: unknown;
+  const onError = (error: unknown) => {
+    lost = error;
+  };
+  client.on('error', onError);
   let broken = false;
   try {
     await client.query('BEGIN');
@@ -14,13 +22,15 @@ export async function withTransaction<T>(pool: Pool, work: (client: Client) => P
     return result;
   } catch (error) {
     try {
-      await client.query('ROLLBACK');
+      if (lost === undefined) await client.query('ROLLBACK');
+      else broken = true;
     } catch {
       // The connection itself is gone; do not hand it back to the pool.
       broken = true;
     }
     throw error;
   } finally {
-    client.release(broken);
+    client.off('error', onError);
+    client.release(broken || lost !== undefined);
   }
 }

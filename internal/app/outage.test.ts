@@ -1,0 +1,166 @@
+// The database going away under a running server: restarts, killed sessions, a starved pool.
+// The server must answer clearly, never crash, and lose nothing it accepted.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createApiClient } from '../client/api-client.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import { createDatabaseIfMissing } from '../db/database.ts';
+import { ensureEmbeddedPostgres, stopEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts';
+import { createPool } from '../db/pool.ts';
+import { createHttpApp } from '../http/app.ts';
+import { createSilentLogger } from '../log/logger.ts';
+import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { freePort } from '../testkit/ports.ts';
+import { makeDataDir } from '../testkit/process.ts';
+import { startServer } from './wiring.ts';
+
+const quiet = createSilentLogger();
+
+// A short lease: an event whose worker lost its connection mid-delivery is reserved until the
+// lease runs out, and the test should not wait the default 30 s for it.
+function serverConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
+  return loadConfig({}, { databaseUrl, port: 0, pollIntervalMs: 50, leaseMs: 1_500, logLevel: 'silent', connectionTimeoutMs: 1_000, ...overrides });
+}
+
+async function post(url: string, quantity = 1) {
+  return fetch(`${url}/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ productId: 'widget', quantity }),
+  });
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('PostgreSQL restarting under a running server', () => {
+  let dataDir: string;
+  let pg: EmbeddedPostgres;
+  let url: string;
+  before(async () => {
+    dataDir = await makeDataDir('outbox-outage-');
+    pg = await ensureEmbeddedPostgres(dataDir, await freePort(), quiet);
+    await createDatabaseIfMissing(pg.adminUrl, 'outage');
+    url = pg.adminUrl.replace(/\/postgres$/, '/outage');
+  });
+  after(async () => {
+    await stopEmbeddedPostgres(dataDir);
+  });
+
+  it('answers 503 while it is down, backs off, resumes, and loses no accepted order', async () => {
+    const server = await startServer(serverConfig(url), quiet);
+    try {
+      const accepted: string[] = [];
+      for (let i = 0; i < 5; i += 1) accepted.push((await (await post(server.url)).json()).id);
+
+      await stopEmbeddedPostgres(dataDir);
+      const health = await fetch(`${server.url}/health`);
+      assert.equal(health.status, 503);
+      const refused = await post(server.url);
+      assert.equal(refused.status, 503);
+      const body = await refused.json();
+      assert.equal(body.error.code, 'DATABASE_UNAVAILABLE');
+      assert.doesNotMatch(JSON.stringify(body), /ECONNREFUSED|at .*\.ts/);
+
+      await ensureEmbeddedPostgres(dataDir, pg.port, quiet);
+      await eventually('healthy again', async () => (await fetch(`${server.url}/health`)).ok);
+      for (let i = 0; i < 5; i += 1) accepted.push((await (await post(server.url)).json()).id);
+
+      const client = createApiClient(server.url);
+      await eventually('all confirmed', async () => (await client.orders(accepted)).every((o) => o.status === 'CONFIRMED'));
+      await eventually('outbox empty', async () => (await client.stats()).outbox.pending === 0);
+      const stats = await client.stats();
+      assert.equal(stats.processed.applied, 10);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('sessions killed with pg_terminate_backend', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase(import.meta.filename);
+  });
+  after(() => db.drop());
+
+  it('killing the relay, consumer and API sessions mid-run keeps every invariant', async () => {
+    const server = await startServer(serverConfig(db.url), quiet);
+    let killing = true;
+    let killed = 0;
+    const killer = (async () => {
+      while (killing) {
+        const { rows } = await db.pool.query<{ n: number }>(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = ANY($1)`,
+          [['outbox-demo:relay', 'outbox-demo:inventory', 'outbox-demo:api']],
+        );
+        killed += rows[0]!.n;
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+    })();
+    try {
+      let accepted = 0;
+      for (let batch = 0; batch < 10; batch += 1) {
+        const responses = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            fetch(`${server.url}/orders`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ productId: 'widget', quantity: 1, userId: 'terminated' }),
+            }),
+          ),
+        );
+        for (const res of responses) {
+          assert.ok(res.status === 201 || res.status === 503, `status ${res.status}`);
+          if (res.status === 201) accepted += 1;
+        }
+      }
+      killing = false;
+      await killer;
+      assert.ok(killed > 0, 'sessions were really killed');
+      // Some requests failed with 503 while their session died. Whatever was written must now
+      // be delivered, each order exactly once: an order whose event was lost would stay PENDING.
+      await eventually('outbox drained', async () => (await db.pool.query(`SELECT 1 FROM outbox`)).rowCount === 0);
+      const { rows } = await db.pool.query(
+        `SELECT (SELECT count(*)::int FROM orders WHERE user_id = 'terminated') AS orders,
+                (SELECT count(*)::int FROM orders WHERE user_id = 'terminated' AND status = 'CONFIRMED') AS confirmed,
+                (SELECT count(*)::int FROM processed_messages WHERE payload->>'userId' = 'terminated') AS processed,
+                (SELECT count(*)::int FROM dead_letters) AS dead,
+                (SELECT 100000 - stock FROM products WHERE id = 'widget') AS taken`,
+      );
+      const n = rows[0].orders;
+      assert.ok(n >= accepted && accepted > 0, 'every accepted order exists');
+      assert.deepEqual(rows[0], { orders: n, confirmed: n, processed: n, dead: 0, taken: n });
+    } finally {
+      killing = false;
+      await killer;
+      await server.close();
+    }
+  });
+
+  it('a starved API pool answers 503 after its connection timeout instead of hanging', async () => {
+    const pool = createPool({ url: db.url, applicationName: 'outbox-demo:api', max: 1, connectionTimeoutMs: 300 }, quiet);
+    const held = await pool.connect(); // the one connection is busy
+    const app = createHttpApp({ pool, logger: quiet });
+    const http = await new Promise<import('node:http').Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    try {
+      const port = (http.address() as import('node:net').AddressInfo).port;
+      const res = await post(`http://127.0.0.1:${port}`);
+      assert.equal(res.status, 503);
+      assert.equal((await res.json()).error.code, 'DATABASE_UNAVAILABLE');
+    } finally {
+      held.release();
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+      await pool.end();
+    }
+  });
+});
