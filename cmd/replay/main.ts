@@ -1,6 +1,6 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
 import { Command, InvalidArgumentError } from 'commander';
-import { replayDuplicates } from '../../internal/app/replay.ts';
+import { redriveDeadLetters, replayDuplicates } from '../../internal/app/replay.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { isUuid } from '../../internal/orders/validate.ts';
@@ -11,13 +11,14 @@ const options = new Command('replay')
   .description('deliver already-processed messages again, as duplicates, and check they change nothing')
   .option('--count <n>', 'how many of the most recent processed messages', positiveInt, 3)
   .option('--message-id <uuid...>', 'replay these message ids instead')
+  .option('--dead-letters', 're-drive dead letters (all, or --message-id ones) into the outbox and deliver them')
   .option('--fresh', 'first place one new order and deliver its event, then replay that (works on an empty database)')
   .option('--product <id>', 'product for --fresh', 'widget')
   .option('--url <url>', 'where a running server would answer', `http://${config.host}:${config.port}`)
   .option('--wait-timeout <ms>', "how long to wait for the server's workers", positiveInt, 15_000)
   .option('--json', 'print one JSON result object instead of the summary (logs go to stderr)')
   .parse()
-  .opts<{ count: number; messageId?: string[]; fresh?: boolean; product: string; url: string; waitTimeout: number; json?: boolean }>();
+  .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; fresh?: boolean; product: string; url: string; waitTimeout: number; json?: boolean }>();
 
 for (const id of options.messageId ?? []) {
   if (!isUuid(id)) {
@@ -29,6 +30,21 @@ for (const id of options.messageId ?? []) {
 const output = options.json ? process.stderr : process.stdout;
 const color = colorEnabled(output);
 const logger = createConsoleLogger({ level: config.logLevel, color, stream: output });
+
+if (options.deadLetters) {
+  try {
+    const result = await redriveDeadLetters(
+      config,
+      { messageIds: options.messageId ?? [], waitTimeoutMs: options.waitTimeout, serverUrl: options.url },
+      logger,
+    );
+    if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    process.exit(result.ok ? 0 : 1);
+  } catch (error) {
+    logger.error('re-drive failed', error);
+    process.exit(1);
+  }
+}
 
 try {
   const result = await replayDuplicates(

@@ -4,19 +4,15 @@ import { Chalk } from 'chalk';
 import { createApiClient } from '../client/api-client.ts';
 import type { Config } from '../config/config.ts';
 import { countOtherSessions } from '../db/pool.ts';
-import { withTransaction } from '../db/transaction.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
-import { forgetAllMessages } from '../inventory/processed.ts';
-import { restockAll, SEED_STOCK } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
-import { deleteAllOrders } from '../orders/orders.ts';
-import { clearDeadLetters } from '../outbox/dead-letters.ts';
-import { clearOutbox } from '../outbox/outbox.ts';
 import { runReplay, type ReplayResult } from '../replay/replay.ts';
 import { formatReplayReport } from '../replay/report.ts';
 import { formatStressReport } from '../stress/report.ts';
 import { runStressTest, type StressResult } from '../stress/stress.ts';
+import { resetDemoData } from './reset.ts';
 import { connectDatabase, startServer, type RunningServer } from './wiring.ts';
+import { SEED_STOCK } from '../inventory/stock.ts';
 
 export interface DemoOptions {
   orders: number;
@@ -51,13 +47,7 @@ export async function runDemo(config: Config, options: DemoOptions, logger: Logg
           'or give the demo its own: DATA_DIR=.data-demo npm run demo',
       );
     }
-    await withTransaction(db.pool, async (tx) => {
-      await clearOutbox(tx);
-      await clearDeadLetters(tx);
-      await forgetAllMessages(tx);
-      await deleteAllOrders(tx);
-      await restockAll(tx, SEED_STOCK);
-    });
+    await resetDemoData(db.pool);
     log.info(`demo data reset: no orders, empty outbox, no dead letters, no processed messages, ${SEED_STOCK} of every product`);
     server = await startServer(config, logger);
     if (options.signal?.aborted) return result;

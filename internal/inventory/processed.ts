@@ -95,6 +95,16 @@ export async function lastSkipId(db: Queryable): Promise<string> {
   return rows[0]!.id;
 }
 
+/** Orders whose OrderCreated was applied more than once: must always be 0. */
+export async function countOrdersAppliedTwice(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (
+       SELECT payload->>'orderId' FROM processed_messages WHERE outcome = 'applied'
+        GROUP BY payload->>'orderId' HAVING count(*) > 1) twice`,
+  );
+  return rows[0]!.n;
+}
+
 /** Forgets every processed message and skipped duplicate: the demo's fresh start. */
 export async function forgetAllMessages(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM skipped_duplicates`);

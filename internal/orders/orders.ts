@@ -127,6 +127,14 @@ export async function countOrdersByStatus(db: Queryable): Promise<Record<OrderSt
   return counts;
 }
 
+/** Sum of CONFIRMED quantities per product: what stock must have gone down by. */
+export async function confirmedQuantityByProduct(db: Queryable): Promise<Record<string, number>> {
+  const { rows } = await db.query<{ product_id: string; quantity: number }>(
+    `SELECT product_id, sum(quantity)::int AS quantity FROM orders WHERE status = 'CONFIRMED' GROUP BY product_id`,
+  );
+  return Object.fromEntries(rows.map((row) => [row.product_id, row.quantity]));
+}
+
 /** Removes every order: the demo's fresh start. */
 export async function deleteAllOrders(tx: Queryable): Promise<number> {
   const { rowCount } = await tx.query(`DELETE FROM orders`);

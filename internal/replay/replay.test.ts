@@ -8,6 +8,7 @@ import { placeOrder } from '../orders/orders.ts';
 import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { redriveAndDeliver } from './redrive.ts';
 import { runReplay, type ReplayDeps, type ReplayOptions } from './replay.ts';
 
 let db: TestDatabase;
@@ -127,5 +128,24 @@ describe("replay with a server: through the outbox and the server's workers", ()
     const result = await runReplay(options({ count: 1, waitTimeoutMs: 200 }), deps({ serverRunning: true }));
     assert.equal(result.unanswered.length, 1);
     assert.equal(result.ok, false);
+  });
+});
+
+describe('re-driving dead letters (replay --dead-letters)', () => {
+  it('puts them back in the outbox and delivers them once the cause is fixed', async () => {
+    await placeOrder(db.pool, { productId: 'widget', quantity: 4 });
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    const claim = await store.claim('Worker-1');
+    assert.ok(await store.deadLetter(claim.events[0]!, claim.token, 'inventory service was down'));
+    assert.deepEqual(await tableCounts(), { stock: 100, processed: 0, skipped: 0, outbox: 0 });
+
+    const result = await redriveAndDeliver([], 5_000, {
+      pool: db.pool, consumer, logger: createSilentLogger(), serverRunning: false, leaseMs: 30_000, maxAttempts: 5,
+    });
+    assert.equal(result.redriven.length, 1);
+    assert.equal(result.delivered, 1);
+    assert.ok(result.ok);
+    assert.deepEqual(await tableCounts(), { stock: 96, processed: 1, skipped: 0, outbox: 0 });
+    assert.equal((await db.pool.query('SELECT 1 FROM dead_letters')).rowCount, 0);
   });
 });
