@@ -87,7 +87,10 @@ export async function runChaos(options: ChaosOptions, deps: ChaosDeps): Promise<
   let killsDone = 0;
   let dbRestartsDone = 0;
   for (const disruption of schedule(options, random)) {
-    while (load.progress() < disruption.at && !load.finished && !deps.signal?.aborted) await sleep(20);
+    // Hold new orders at this point so the disruption lands while the load is still running
+    // (requests already sent stay in flight: those are the ones a crash interrupts).
+    load.holdAt = disruption.at;
+    while (load.progress() < disruption.at && !load.finished && !deps.signal?.aborted) await sleep(10);
     if (load.finished || deps.signal?.aborted) break;
     if (disruption.kind === 'kill') {
       killsDone += 1;
@@ -103,6 +106,7 @@ export async function runChaos(options: ChaosOptions, deps: ChaosDeps): Promise<
       log.info(`PostgreSQL is back`);
     }
   }
+  load.holdAt = Infinity;
   await loading;
   log.info(`load done: ${load.accepted.length} accepted, ${load.retries} client retries`);
 
@@ -148,8 +152,9 @@ class Load {
   retries = 0;
   refused = 0;
   finished = false;
+  /** Share of the plan past which no new order is sent (the chaos driver moves it). */
+  holdAt = Infinity;
   private next = 0;
-  private done = 0;
 
   constructor(
     private readonly url: string,
@@ -159,8 +164,9 @@ class Load {
     private readonly signal?: AbortSignal,
   ) {}
 
+  /** Share of the plan sent so far. */
   progress(): number {
-    return this.done / this.plan.length;
+    return this.next / this.plan.length;
   }
 
   async run(): Promise<void> {
@@ -170,9 +176,12 @@ class Load {
 
   private async client(): Promise<void> {
     while (this.next < this.plan.length && !this.signal?.aborted) {
+      if (this.progress() >= this.holdAt) {
+        await sleep(10);
+        continue;
+      }
       const order = this.plan[this.next++]!;
       await this.place(order);
-      this.done += 1;
     }
   }
 
