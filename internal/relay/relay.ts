@@ -20,6 +20,17 @@ export interface RelayDeps {
   store: OutboxStore;
   deliver: Deliver;
   logger: Logger;
+  /** Told about claims and deliveries as they happen (metrics); optional. */
+  observer?: RelayObserver;
+}
+
+export interface RelayObserver {
+  /** A claim that took `batchSize` events (empty claims are not reported). */
+  onClaimed(workerName: string, batchSize: number): void;
+  /** One delivery the consumer committed, and how long the call took. */
+  onDelivered(workerName: string, ms: number): void;
+  /** One delivery that threw. */
+  onFailed(workerName: string): void;
 }
 
 const MAX_ERROR_BACKOFF_MS = 5_000;
@@ -59,6 +70,7 @@ export class Relay {
   /** One claim-and-deliver pass for `workerName`; returns how many events it claimed. For tests and tools. */
   async runOnce(workerName: string): Promise<number> {
     const claim = await this.deps.store.claim(workerName);
+    if (claim.events.length > 0) this.deps.observer?.onClaimed(workerName, claim.events.length);
     if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events);
     return claim.events.length;
   }
@@ -93,11 +105,14 @@ export class Relay {
         log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
         break;
       }
+      const started = performance.now();
       try {
         const outcome = await this.deps.deliver(event, name);
+        this.deps.observer?.onDelivered(name, performance.now() - started);
         delivered.push(event.id);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
+        this.deps.observer?.onFailed(name);
         await this.handleFailure(log, token, event, error);
       }
     }
