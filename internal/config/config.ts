@@ -18,6 +18,8 @@ export interface Config {
   logLevel: LogLevel;
   /** How long a request may wait for a free database connection. */
   connectionTimeoutMs: number;
+  /** Let the dashboard's buttons answer clients on other machines (default: loopback only). */
+  dashboardRemoteActions: boolean;
 }
 
 export class ConfigError extends Error {
@@ -37,6 +39,7 @@ export const DEFAULTS = {
   leaseMs: 30_000,
   logLevel: 'info' as LogLevel,
   connectionTimeoutMs: 5_000,
+  dashboardRemoteActions: false,
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -55,6 +58,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 100, 3_600_000),
     logLevel: logLevel(env.LOG_LEVEL),
     connectionTimeoutMs: int(env, 'DB_CONNECTION_TIMEOUT_MS', DEFAULTS.connectionTimeoutMs, 100, 600_000),
+    dashboardRemoteActions: bool(env, 'DASHBOARD_REMOTE_ACTIONS', DEFAULTS.dashboardRemoteActions),
   };
   return { ...config, ...overrides };
 }
@@ -72,6 +76,14 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = nonEmpty(env[name])?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be 1 or 0 (true or false), got "${env[name]}"`);
 }
 
 function logLevel(raw: string | undefined): LogLevel {
@@ -97,4 +109,23 @@ export function testAdminDatabaseUrl(env: Env = process.env): string {
   const url = nonEmpty(env.TEST_ADMIN_DATABASE_URL);
   if (!url) throw new ConfigError('TEST_ADMIN_DATABASE_URL is not set: run the tests with `npm test`');
   return url;
+}
+
+/** For the browser test: where Chromium is, whether it must run (CI), where the screenshot goes. */
+export interface BrowserTestSettings {
+  /** CHROMIUM_PATH when set; otherwise the test looks in the usual places. */
+  chromiumPath: string | undefined;
+  /** CI=true: a missing Chromium fails the test instead of skipping it. */
+  required: boolean;
+  /** SCREENSHOT_PATH: also save the screenshot here (e.g. docs/dashboard.png, to refresh the README's). */
+  screenshotPath: string | undefined;
+}
+
+export function browserTestSettings(env: Env = process.env): BrowserTestSettings {
+  const screenshot = nonEmpty(env.SCREENSHOT_PATH);
+  return {
+    chromiumPath: nonEmpty(env.CHROMIUM_PATH),
+    required: nonEmpty(env.CI)?.toLowerCase() === 'true',
+    screenshotPath: screenshot === undefined ? undefined : path.resolve(screenshot),
+  };
 }
