@@ -5,8 +5,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { startServer, type RunningServer } from '../app/wiring.ts';
-import { loadConfig } from '../config/config.ts';
+import type { RunningServer } from '../app/wiring.ts';
 import type { Snapshot } from '../dashboard/live.ts';
 import type { Step } from '../dashboard/feed.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
@@ -14,6 +13,7 @@ import { setStock } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { runReplay } from '../replay/replay.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { startTestServer } from '../testkit/server.ts';
 import { openSse, type SseEvent } from '../testkit/sse.ts';
 import { createHttpApp } from './app.ts';
 import { isLoopback } from './dashboard.ts';
@@ -22,10 +22,7 @@ let db: TestDatabase;
 let server: RunningServer;
 before(async () => {
   db = await createTestDatabase(import.meta.filename);
-  server = await startServer(
-    loadConfig({}, { databaseUrl: db.url, port: 0, workers: 5, pollIntervalMs: 50, logLevel: 'silent' }),
-    createSilentLogger(),
-  );
+  server = await startTestServer(db);
 });
 after(async () => {
   await server.close();
@@ -215,10 +212,7 @@ describe('who may press the buttons', () => {
       t.skip('this machine has no non-loopback IPv4 address to connect from');
       return;
     }
-    const open = await startServer(
-      loadConfig({}, { databaseUrl: db.url, host: '0.0.0.0', port: 0, workers: 1, pollIntervalMs: 50, logLevel: 'silent' }),
-      createSilentLogger(),
-    );
+    const open = await startTestServer(db, { host: '0.0.0.0', workers: 1 });
     try {
       const remote = `http://${external.address}:${open.port}`;
       const before = await totals();
@@ -238,10 +232,7 @@ describe('who may press the buttons', () => {
 
 describe('shutdown', () => {
   it('ends open event streams, so the server stops instead of waiting for the viewers', async () => {
-    const own = await startServer(
-      loadConfig({}, { databaseUrl: db.url, port: 0, workers: 1, pollIntervalMs: 50, logLevel: 'silent' }),
-      createSilentLogger(),
-    );
+    const own = await startTestServer(db, { workers: 1 });
     const stream = await openSse(`${own.url}/dashboard/events`);
     await stream.next((e) => e.event === 'snapshot');
     await own.close();

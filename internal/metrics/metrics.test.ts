@@ -2,23 +2,19 @@
 // has exactly the value /stats shows.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startServer, type RunningServer } from '../app/wiring.ts';
+import type { RunningServer } from '../app/wiring.ts';
 import { createApiClient } from '../client/api-client.ts';
-import { loadConfig } from '../config/config.ts';
-import { createSilentLogger } from '../log/logger.ts';
 import type { Stats } from '../stats/stats.ts';
 import { runStressTest } from '../stress/stress.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { startTestServer } from '../testkit/server.ts';
 import { parsePrometheusText, sampleValue, type Family } from '../testkit/prometheus.ts';
 
 let db: TestDatabase;
 let server: RunningServer;
 before(async () => {
   db = await createTestDatabase(import.meta.filename);
-  server = await startServer(
-    loadConfig({}, { databaseUrl: db.url, port: 0, workers: 5, pollIntervalMs: 50, logLevel: 'silent' }),
-    createSilentLogger(),
-  );
+  server = await startTestServer(db);
 });
 after(async () => {
   await server.close();

@@ -3,7 +3,8 @@
 
 const WINDOW_S = 120;
 
-export function createChart(canvas) {
+/** `labels()` gives the axis words in the page's language: { max, ago, now }. */
+export function createChart(canvas, labels) {
   /** second → { backlog: highest backlog seen in that second, total: deliveries so far } */
   const seconds = new Map();
 
@@ -87,15 +88,16 @@ export function createChart(canvas) {
     ctx.font = '16px system-ui, sans-serif';
     ctx.fillStyle = colors.backlog;
     ctx.textAlign = 'left';
-    ctx.fillText(`max ${maxBacklog}`, pad.left, 18);
+    const words = labels();
+    ctx.fillText(`${words.max} ${maxBacklog}`, pad.left, 18);
     ctx.fillStyle = colors.rate;
     ctx.textAlign = 'right';
-    ctx.fillText(`max ${maxRate}/s`, pad.left + plotW, 18);
+    ctx.fillText(`${words.max} ${maxRate}/s`, pad.left + plotW, 18);
     ctx.fillStyle = colors.text;
     ctx.textAlign = 'left';
-    ctx.fillText('−2 min', pad.left, height - 4);
+    ctx.fillText(words.ago, pad.left, height - 4);
     ctx.textAlign = 'right';
-    ctx.fillText('now', pad.left + plotW, height - 4);
+    ctx.fillText(words.now, pad.left + plotW, height - 4);
   }
 
   return { add, draw };

@@ -19,7 +19,7 @@ let firstStock;
 let capabilities = { lessons: false, faults: false, actionsAllowed: false };
 /** The last button's outcome, kept as key and params so a language switch can redo it. */
 let lastResult;
-const chart = createChart($('#chart'));
+const chart = createChart($('#chart'), () => ({ max: t('chartMax'), ago: t('chartAgo'), now: t('chartNow') }));
 
 function pickLanguage() {
   const asked = new URLSearchParams(location.search).get('lang') ?? localStorage.getItem('outbox-demo.lang');
@@ -40,6 +40,7 @@ function applyLanguage() {
   setConnection($('#connection').dataset.state);
   if (lastResult) showResult(lastResult);
   if (lastSnapshot) render(lastSnapshot);
+  chart.draw();
 }
 
 function setConnection(state) {
