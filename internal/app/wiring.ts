@@ -6,9 +6,13 @@ import type { Config } from '../config/config.ts';
 import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { closePool, createPool, type Pool } from '../db/pool.ts';
+import { createLessons } from '../dashboard/lessons.ts';
+import { createLiveFeed } from '../dashboard/feed.ts';
+import { createLiveUpdates } from '../dashboard/live.ts';
 import { createHttpApp } from '../http/app.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
-import type { Logger } from '../log/logger.ts';
+import { teeLogger, type Logger } from '../log/logger.ts';
+import { createMetrics } from '../metrics/metrics.ts';
 import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
@@ -55,7 +59,10 @@ export interface RunningServer {
 }
 
 /** Starts the Order API and its relay workers; resolves once it is listening. */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, consoleLogger: Logger): Promise<RunningServer> {
+  // Every step the console would print also goes to the dashboard's live feed.
+  const feed = createLiveFeed();
+  const logger = teeLogger(consoleLogger, (record) => feed.record(record));
   const db = await connectDatabase(config, logger, 'api');
   const poolOptions = { url: db.server.url, connectionTimeoutMs: config.connectionTimeoutMs };
   // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
@@ -67,6 +74,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
   if (config.failRate > 0) logger.child('Faults').warn(`FAIL_RATE ${config.failRate}: that share of deliveries will fail on purpose`);
   const consumer = createInventoryConsumer({ pool: inventoryPool, logger, crash });
+  const metrics = createMetrics(db.pool);
   const relay = new Relay(
     {
       store: createOutboxStore(relayPool, {
@@ -81,10 +89,37 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       },
       logger,
       hooks: { afterClaim: () => crash('after-claim'), afterDeliver: () => crash('after-consume') },
+      observer: metrics.relayObserver,
     },
     { workers: config.workers, pollIntervalMs: config.pollIntervalMs, maxAttempts: config.maxAttempts },
   );
-  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced: () => relay.nudge(), crash });
+  let url = '';
+  const live = createLiveUpdates({
+    db: db.pool,
+    feed,
+    workers: relay.workerNames,
+    logger,
+    failRate: () => faults.failRate(),
+  });
+  const lessons = createLessons({
+    pool: db.pool,
+    consumer,
+    logger,
+    serverUrl: () => url,
+    nudge: () => relay.nudge(),
+    leaseMs: config.leaseMs,
+  });
+  const app = createHttpApp({
+    pool: db.pool,
+    logger,
+    onOrderPlaced: () => relay.nudge(),
+    metrics,
+    live,
+    lessons,
+    faults,
+    crash,
+    remoteActions: config.dashboardRemoteActions,
+  });
 
   let http: Server;
   try {
@@ -96,7 +131,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
   relay.start();
   const { port } = http.address() as AddressInfo;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.child('API').info(
     `listening on ${url} (${db.server.kind} PostgreSQL, ${config.workers} workers, poll every ${config.pollIntervalMs} ms)`,
   );
@@ -109,6 +144,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     close() {
       closing ??= (async () => {
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+        live.close(); // ends the dashboards' event streams, which would keep the server open
         http.closeIdleConnections();
         await Promise.all([relay.stop(), httpClosed]);
         await Promise.all([closePool(relayPool), closePool(inventoryPool)]);

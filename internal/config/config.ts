@@ -29,6 +29,8 @@ export interface Config {
   faultSeed: number | undefined;
   /** Test hook: SIGKILL this process the n-th time it reaches a crash point. */
   crashAt: CrashAt | undefined;
+  /** Let the dashboard's buttons answer clients on other machines (default: loopback only). */
+  dashboardRemoteActions: boolean;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   maxAttempts: 5,
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
+  dashboardRemoteActions: false,
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -83,6 +86,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     failRate: fraction(env, 'FAIL_RATE'),
     faultSeed: nonEmpty(env.FAULT_SEED) === undefined ? undefined : int(env, 'FAULT_SEED', 0, 0, 2 ** 31 - 1),
     crashAt: crashAt(env.CRASH_AT),
+    dashboardRemoteActions: bool(env, 'DASHBOARD_REMOTE_ACTIONS', DEFAULTS.dashboardRemoteActions),
   };
   return { ...config, ...overrides };
 }
@@ -123,6 +127,14 @@ function crashAt(raw: string | undefined): CrashAt | undefined {
   return { point: point as CrashPoint, hit: n };
 }
 
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = nonEmpty(env[name])?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be 1 or 0 (true or false), got "${env[name]}"`);
+}
+
 function logLevel(raw: string | undefined): LogLevel {
   const value = nonEmpty(raw)?.toLowerCase() ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(value as LogLevel)) {
@@ -146,4 +158,23 @@ export function testAdminDatabaseUrl(env: Env = process.env): string {
   const url = nonEmpty(env.TEST_ADMIN_DATABASE_URL);
   if (!url) throw new ConfigError('TEST_ADMIN_DATABASE_URL is not set: run the tests with `npm test`');
   return url;
+}
+
+/** For the browser test: where Chromium is, whether it must run (CI), where the screenshot goes. */
+export interface BrowserTestSettings {
+  /** CHROMIUM_PATH when set; otherwise the test looks in the usual places. */
+  chromiumPath: string | undefined;
+  /** CI=true: a missing Chromium fails the test instead of skipping it. */
+  required: boolean;
+  /** SCREENSHOT_PATH: also save the screenshot here (e.g. docs/dashboard.png, to refresh the README's). */
+  screenshotPath: string | undefined;
+}
+
+export function browserTestSettings(env: Env = process.env): BrowserTestSettings {
+  const screenshot = nonEmpty(env.SCREENSHOT_PATH);
+  return {
+    chromiumPath: nonEmpty(env.CHROMIUM_PATH),
+    required: nonEmpty(env.CI)?.toLowerCase() === 'true',
+    screenshotPath: screenshot === undefined ? undefined : path.resolve(screenshot),
+  };
 }

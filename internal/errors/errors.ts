@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'INVALID_JSON'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
+  | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'UNKNOWN_PRODUCT'

@@ -4,20 +4,24 @@ import type { Pool } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
 import { listProducts } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
+import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts';
 import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
 import { validateIdempotencyKey } from '../orders/idempotency.ts';
 import type { CrashHook } from '../faults/faults.ts';
 import { readStats } from '../stats/stats.ts';
+import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
 
-export interface HttpDeps {
+export interface HttpDeps extends DashboardDeps {
   pool: Pool;
   logger: Logger;
   /** Called after an order's transaction committed, e.g. to nudge idle workers. */
   onOrderPlaced?: () => void;
   /** Fault injection: crash points inside request handling. */
   crash?: CrashHook;
+  /** Counts requests and renders GET /metrics; a fresh one when not given. */
+  metrics?: Metrics;
 }
 
 export const BODY_LIMIT = '4kb';
@@ -27,6 +31,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  const metrics = deps.metrics ?? createMetrics(deps.pool);
+  app.use((req, res, next) => {
+    // Labelled by route pattern (never the raw path, which would make a series per order id).
+    res.on('close', () => metrics.observeHttpRequest(req.method, routeOf(req, res), res.statusCode));
+    next();
+  });
 
   const json = express.json({ limit: BODY_LIMIT, strict: false }); // any JSON value parses; the validator explains what is wrong with it
   const requireJson: RequestHandler = (req, _res, next) => {
@@ -83,6 +93,16 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     .all(methodNotAllowed('GET'));
 
   app
+    .route('/metrics')
+    .get(async (_req, res) => {
+      const text = await metrics.scrape();
+      res.type(metrics.contentType).send(text);
+    })
+    .all(methodNotAllowed('GET'));
+
+  app.use(dashboardRoutes(deps, methodNotAllowed));
+
+  app
     .route('/health')
     .get(async (_req, res) => {
       try {
@@ -104,6 +124,12 @@ function methodNotAllowed(allowed: string): RequestHandler {
     res.setHeader('Allow', allowed);
     next(new AppError('METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed}`));
   };
+}
+
+function routeOf(req: express.Request, res: express.Response): string {
+  const pattern = (req.route as { path?: unknown } | undefined)?.path;
+  if (typeof pattern === 'string') return pattern;
+  return typeof res.locals.route === 'string' ? res.locals.route : 'unmatched';
 }
 
 function present(order: Order) {

@@ -56,6 +56,33 @@ export function createSilentLogger(): Logger {
   return new SinkLogger({ write() {} }, RANK.silent, 'App');
 }
 
+/**
+ * `logger`, and every record also handed to `listener`, whatever the level: the live dashboard
+ * shows the steps even when the console is quiet (LOG_LEVEL=warn).
+ */
+export function teeLogger(logger: Logger, listener: (record: LogRecord) => void, speaker = 'App'): Logger {
+  const tell = (level: LogRecord['level'], message: string) => listener({ level, speaker, message });
+  return {
+    debug(message) {
+      logger.debug(message);
+      tell('debug', message);
+    },
+    info(message) {
+      logger.info(message);
+      tell('info', message);
+    },
+    warn(message) {
+      logger.warn(message);
+      tell('warn', message);
+    },
+    error(message, cause) {
+      logger.error(message, cause);
+      tell('error', message);
+    },
+    child: (name) => teeLogger(logger.child(name), listener, name),
+  };
+}
+
 /** A logger that keeps every record, so tests can assert on what was said. */
 export function createMemoryLogger(level: LogLevel = 'debug'): Logger & { records: LogRecord[] } {
   const records: LogRecord[] = [];
@@ -94,13 +121,20 @@ class SinkLogger implements Logger {
 
 const WORKER_COLORS = ['green', 'blue', 'yellow', 'magenta', 'cyan', 'greenBright', 'blueBright'] as const;
 
-function speakerColor(chalk: ChalkInstance, speaker: string): ChalkInstance {
+export type SpeakerColor = (typeof WORKER_COLORS)[number] | 'magenta' | 'gray' | 'white';
+
+/** The color a speaker's prefix has in the terminal; the dashboard's feed uses the same. */
+export function speakerColorName(speaker: string): SpeakerColor {
   const worker = /^Worker-(\d+)$/.exec(speaker);
-  if (worker) return chalk[WORKER_COLORS[Number(worker[1]) % WORKER_COLORS.length]!].bold;
-  if (speaker === 'API') return chalk.cyan.bold;
-  if (speaker === 'Inventory') return chalk.magenta.bold;
-  if (speaker === 'DB') return chalk.gray.bold;
-  return chalk.white.bold;
+  if (worker) return WORKER_COLORS[Number(worker[1]) % WORKER_COLORS.length]!;
+  if (speaker === 'API') return 'cyan';
+  if (speaker === 'Inventory') return 'magenta';
+  if (speaker === 'DB') return 'gray';
+  return 'white';
+}
+
+function speakerColor(chalk: ChalkInstance, speaker: string): ChalkInstance {
+  return chalk[speakerColorName(speaker)].bold;
 }
 
 function describeCause(cause: unknown): string {

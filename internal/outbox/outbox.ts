@@ -191,6 +191,16 @@ export async function countOutbox(db: Queryable): Promise<OutboxCounts> {
   return { pending: row.pending, inFlight: row.in_flight, retrying: row.retrying };
 }
 
+/** Events under a live lease, by the worker holding them (the dashboard's lanes). */
+export async function countInFlightByWorker(db: Queryable): Promise<Record<string, number>> {
+  const { rows } = await db.query<{ locked_by: string; n: number }>(
+    `SELECT locked_by, count(*)::int AS n FROM outbox
+      WHERE lock_token IS NOT NULL AND locked_until > now()
+      GROUP BY locked_by`,
+  );
+  return Object.fromEntries(rows.map((row) => [row.locked_by, row.n]));
+}
+
 /** Empties the outbox: the demo's fresh start. */
 export async function clearOutbox(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM outbox`);

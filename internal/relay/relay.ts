@@ -34,6 +34,17 @@ export interface RelayDeps {
   deliver: Deliver;
   logger: Logger;
   hooks?: RelayHooks;
+  /** Told about claims and deliveries as they happen (metrics); optional. */
+  observer?: RelayObserver;
+}
+
+export interface RelayObserver {
+  /** A claim that took `batchSize` events (empty claims are not reported). */
+  onClaimed(workerName: string, batchSize: number): void;
+  /** One delivery the consumer committed, and how long the call took. */
+  onDelivered(workerName: string, ms: number): void;
+  /** One delivery that threw. */
+  onFailed(workerName: string): void;
 }
 
 const MAX_ERROR_BACKOFF_MS = 5_000;
@@ -74,6 +85,7 @@ export class Relay {
   /** One claim-and-deliver pass for `workerName`; returns how many events it claimed. For tests and tools. */
   async runOnce(workerName: string): Promise<number> {
     const claim = await this.deps.store.claim(workerName);
+    if (claim.events.length > 0) this.deps.observer?.onClaimed(workerName, claim.events.length);
     if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events);
     return claim.events.length;
   }
@@ -121,13 +133,16 @@ export class Relay {
         await this.giveUp(log, token, event, why);
         continue;
       }
+      const started = performance.now();
       try {
         await hooks.beforeDeliver?.(name, event);
         const outcome = await this.deps.deliver(event, name);
         await hooks.afterDeliver?.(name, event);
+        this.deps.observer?.onDelivered(name, performance.now() - started);
         delivered.push(event.id);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
+        this.deps.observer?.onFailed(name);
         await this.handleFailure(log, token, event, error);
       }
     }

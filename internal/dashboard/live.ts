@@ -1,0 +1,133 @@
+// Live updates for the dashboard: one loop per server, not per viewer. While anyone watches,
+// it reads the pipeline's numbers from the database (the same readStats as GET /stats) and
+// collects the new log steps, and pushes both to every viewer in one batch, a few times a
+// second at most. Nobody watching: no timer, no queries.
+import type { Queryable } from '../db/pool.ts';
+import type { Logger } from '../log/logger.ts';
+import { countInFlightByWorker } from '../outbox/outbox.ts';
+import { readStats, type Stats } from '../stats/stats.ts';
+import type { LiveFeed, Step } from './feed.ts';
+
+export interface Snapshot {
+  /** Milliseconds since the epoch when the numbers were read. */
+  at: number;
+  stats: Stats;
+  /** Leased events by worker, right now. */
+  inFlightByWorker: Record<string, number>;
+  /** This server's worker loops: the lanes of the picture. */
+  workers: string[];
+  /** The injected delivery failure rate, when fault injection exists. */
+  failRate?: number;
+}
+
+export interface Viewer {
+  send(event: 'snapshot' | 'steps' | 'problem', data: unknown): void;
+  end(): void;
+}
+
+export interface LiveUpdates {
+  /** Starts pushing to `viewer` (recent steps and a snapshot at once); returns "stop". */
+  watch(viewer: Viewer): () => void;
+  /** Ends every viewer's stream (server shutdown). */
+  close(): void;
+}
+
+export interface LiveOptions {
+  /** How often a batch may go out while something happens. */
+  intervalMs?: number;
+  /** How often the numbers are re-read when no step was logged (other processes' work). */
+  idleRefreshMs?: number;
+  /** Steps per batch at most; under a flood the newest win and the rest are counted. */
+  maxStepsPerBatch?: number;
+}
+
+export interface LiveDeps {
+  db: Queryable;
+  feed: LiveFeed;
+  workers: string[];
+  logger: Logger;
+  failRate?: () => number;
+}
+
+const RECENT_ON_CONNECT = 40;
+
+export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): LiveUpdates {
+  const intervalMs = options.intervalMs ?? 250;
+  const idleRefreshMs = options.idleRefreshMs ?? 1_000;
+  const maxSteps = options.maxStepsPerBatch ?? 200;
+  const log = deps.logger.child('Dashboard');
+  const viewers = new Set<Viewer>();
+  let timer: NodeJS.Timeout | undefined;
+  let sentSeq = deps.feed.lastSeq;
+  let lastReadAt = 0;
+  let busy = false;
+  let databaseDown = false;
+
+  async function snapshot(): Promise<Snapshot> {
+    const [stats, inFlightByWorker] = await Promise.all([readStats(deps.db), countInFlightByWorker(deps.db)]);
+    const snap: Snapshot = { at: Date.now(), stats, inFlightByWorker, workers: deps.workers };
+    if (deps.failRate) snap.failRate = deps.failRate();
+    return snap;
+  }
+
+  function broadcast(event: Parameters<Viewer['send']>[0], data: unknown, to: Iterable<Viewer> = viewers): void {
+    for (const viewer of to) viewer.send(event, data);
+  }
+
+  async function readAndSend(to?: Iterable<Viewer>): Promise<void> {
+    try {
+      const snap = await snapshot();
+      lastReadAt = Date.now();
+      if (databaseDown) log.info('database answers again');
+      databaseDown = false;
+      broadcast('snapshot', snap, to);
+    } catch (error) {
+      if (!databaseDown) log.warn(`cannot read the numbers (${(error as Error).message})`);
+      databaseDown = true;
+      broadcast('problem', { code: 'DATABASE_UNAVAILABLE' }, to);
+    }
+  }
+
+  async function tick(): Promise<void> {
+    if (busy) return;
+    busy = true;
+    try {
+      const newSteps = deps.feed.lastSeq > sentSeq;
+      if (newSteps) {
+        const steps = deps.feed.since(sentSeq, maxSteps);
+        const skipped = deps.feed.lastSeq - sentSeq - steps.length;
+        sentSeq = deps.feed.lastSeq;
+        broadcast('steps', { steps, skipped });
+      }
+      // Steps mean the numbers moved; otherwise look now and then for other processes' work.
+      if (newSteps || Date.now() - lastReadAt >= idleRefreshMs) await readAndSend();
+    } finally {
+      busy = false;
+    }
+  }
+
+  return {
+    watch(viewer) {
+      // The first viewer starts from now; anything older reaches it as "recent" below.
+      if (viewers.size === 0) sentSeq = deps.feed.lastSeq;
+      viewers.add(viewer);
+      const recent: Step[] = deps.feed.since(0, RECENT_ON_CONNECT).filter((step) => step.seq <= sentSeq);
+      viewer.send('steps', { steps: recent, skipped: 0 });
+      void readAndSend([viewer]);
+      timer ??= setInterval(() => void tick(), intervalMs);
+      return () => {
+        viewers.delete(viewer);
+        if (viewers.size === 0 && timer) {
+          clearInterval(timer);
+          timer = undefined;
+        }
+      };
+    },
+    close() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      for (const viewer of viewers) viewer.end();
+      viewers.clear();
+    },
+  };
+}

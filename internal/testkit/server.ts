@@ -1,0 +1,11 @@
+// The real server (API, workers, dashboard) in this test process, on a test database.
+import { startServer, type RunningServer } from '../app/wiring.ts';
+import { loadConfig, type Config } from '../config/config.ts';
+import { createSilentLogger } from '../log/logger.ts';
+import type { TestDatabase } from './database.ts';
+
+/** Five workers polling every 50 ms on a free port, silent; `overrides` change any of it. */
+export function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}): Promise<RunningServer> {
+  const config = loadConfig({}, { databaseUrl: db.url, port: 0, workers: 5, pollIntervalMs: 50, logLevel: 'silent', ...overrides });
+  return startServer(config, createSilentLogger());
+}
