@@ -17,6 +17,8 @@ describe('a short chaos run', () => {
     assert.equal(result.dbRestartsDone, 1);
     assert.equal(result.audit.accepted, 300);
     assert.equal(result.audit.lost, 0);
+    assert.equal(result.audit.extraOrders, 0);
+    assert.equal(result.serverErrors, 0);
     assert.equal(result.audit.appliedTwice, 0);
     assert.deepEqual(result.audit.stockMismatches, []);
     assert.equal(result.audit.outboxLeft, 0);

@@ -45,6 +45,8 @@ export interface ChaosResult {
   clientRetries: number;
   /** Orders the API refused with a 4xx (never expected here). */
   refused: number;
+  /** Answers of 500 (a bug: the run fails). */
+  serverErrors: number;
   deadLettered: number;
   redriven: number;
   durationMs: number;
@@ -129,11 +131,13 @@ export async function runChaos(options: ChaosOptions, deps: ChaosDeps): Promise<
     dbRestartsDone,
     clientRetries: load.retries,
     refused: load.refused,
+    serverErrors: load.serverErrors,
     deadLettered,
     redriven,
     durationMs: Date.now() - started,
     audit: result,
-    ok: result.ok && load.refused === 0 && load.accepted.length === plan.length,
+    // Stock is plentiful, so any REJECTED order means the consumer misjudged.
+    ok: result.ok && result.rejected === 0 && load.refused === 0 && load.serverErrors === 0 && load.accepted.length === plan.length,
   };
 }
 
@@ -151,6 +155,7 @@ class Load {
   readonly accepted: string[] = [];
   retries = 0;
   refused = 0;
+  serverErrors = 0;
   finished = false;
   /** Share of the plan past which no new order is sent (the chaos driver moves it). */
   holdAt = Infinity;
@@ -194,16 +199,19 @@ class Load {
         body: JSON.stringify({ productId: order.productId, quantity: order.quantity, userId: 'chaos' }),
         signal: AbortSignal.timeout(10_000),
       }).catch(() => undefined);
-      if (res?.status === 201) {
-        this.accepted.push(((await res.json()) as { id: string }).id);
+      // Reading the body can fail too: the server may die mid-response. Then it is a retry.
+      const body = res ? await res.json().catch(() => undefined) : undefined;
+      if (res?.status === 201 && body) {
+        this.accepted.push((body as { id: string }).id);
         return;
       }
       if (res && res.status >= 400 && res.status < 500) {
         this.refused += 1;
         return;
       }
+      // A 500 is a bug, not chaos: count it (the run fails) but keep the order going.
+      if (res && res.status >= 500 && res.status !== 503) this.serverErrors += 1;
       // No answer (the server died) or 503 (the database is down): same request, same key.
-      await res?.body?.cancel();
       this.retries += 1;
       await sleep(50 + this.random() * 150);
     }

@@ -17,6 +17,7 @@ export function formatChaosReport(result: ChaosResult, color: boolean): string {
     row('confirmed', String(a.confirmed)),
     row('rejected', String(a.rejected)),
     row('lost', must0(a.lost)),
+    row('extra orders', must0(a.extraOrders)),
     row('applied twice', must0(a.appliedTwice)),
     row('stock mismatches', must0(a.stockMismatches.length)),
     row('outbox left', must0(a.outboxLeft)),
@@ -28,6 +29,7 @@ export function formatChaosReport(result: ChaosResult, color: boolean): string {
       'dead letters',
       `${result.deadLettered} during the run` + (result.redriven > 0 ? `, ${result.redriven} re-driven at the end` : '') + `; ${a.deadLettersLeft} left`,
     ),
+    ...(result.serverErrors > 0 ? [row('server errors', must0(result.serverErrors))] : []),
     row('client retries', `${result.clientRetries}` + c.gray('  (no answer or 503: sent again with the same Idempotency-Key)')),
   ];
   for (const problem of a.stockMismatches) lines.push(c.red(`  - ${problem}`));

@@ -2,7 +2,7 @@
 import type { Queryable } from '../db/pool.ts';
 import { countConsumed, countOrdersAppliedTwice } from '../inventory/processed.ts';
 import { listProducts, SEED_STOCK } from '../inventory/stock.ts';
-import { confirmedQuantityByProduct, getOrders } from '../orders/orders.ts';
+import { confirmedQuantityByProduct, countOrdersByStatus, getOrders } from '../orders/orders.ts';
 import { countDeadLetters } from '../outbox/dead-letters.ts';
 import { countOutbox } from '../outbox/outbox.ts';
 
@@ -12,6 +12,8 @@ export interface Audit {
   rejected: number;
   /** Accepted orders missing from the database or never settled. */
   lost: number;
+  /** Orders in the database the client was never told about (a retry that made a second order). */
+  extraOrders: number;
   appliedTwice: number;
   /** Products whose stock did not fall by exactly their confirmed quantities. */
   stockMismatches: string[];
@@ -33,11 +35,14 @@ export async function audit(db: Queryable, acceptedIds: readonly string[]): Prom
     .filter((p) => SEED_STOCK - p.stock !== (taken[p.id] ?? 0))
     .map((p) => `${p.id}: stock fell by ${SEED_STOCK - p.stock}, confirmed orders took ${taken[p.id] ?? 0}`);
   const outbox = await countOutbox(db);
+  const inDatabase = await countOrdersByStatus(db);
+  const uniqueAccepted = new Set(acceptedIds).size;
   const result = {
     accepted: acceptedIds.length,
     confirmed,
     rejected: settled.length - confirmed,
     lost: acceptedIds.length - settled.length,
+    extraOrders: inDatabase.PENDING + inDatabase.CONFIRMED + inDatabase.REJECTED - uniqueAccepted,
     appliedTwice: await countOrdersAppliedTwice(db),
     stockMismatches,
     duplicatesSkipped: (await countConsumed(db)).duplicatesSkipped,
@@ -46,6 +51,6 @@ export async function audit(db: Queryable, acceptedIds: readonly string[]): Prom
   };
   return {
     ...result,
-    ok: result.lost === 0 && result.appliedTwice === 0 && stockMismatches.length === 0 && result.outboxLeft === 0 && result.deadLettersLeft === 0,
+    ok: result.lost === 0 && result.extraOrders === 0 && uniqueAccepted === acceptedIds.length && result.appliedTwice === 0 && stockMismatches.length === 0 && result.outboxLeft === 0 && result.deadLettersLeft === 0,
   };
 }

@@ -2,6 +2,7 @@
 
 export type ErrorCode =
   | 'VALIDATION_FAILED'
+  | 'BAD_REQUEST'
   | 'INVALID_JSON'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
@@ -33,7 +34,7 @@ export function isAppError(error: unknown, code?: ErrorCode): error is AppError 
 }
 
 // SQLSTATE classes that mean "the database is not reachable right now", not "your request is bad".
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+const UNAVAILABLE_SQLSTATES = new Set(['53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
 
 /** True when `error` says the database is down or unreachable, so retrying later may work. */

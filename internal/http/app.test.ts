@@ -132,6 +132,18 @@ describe('POST /orders with an Idempotency-Key', () => {
 });
 
 describe('other routes', () => {
+  it('a body that claims gzip but is not is a 400, not a 500', async () => {
+    const before = await counts();
+    const res = await fetch(`${base}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: 'this is not gzip',
+    });
+    assert.equal(res.status, 400);
+    assert.equal((await res.json()).error.code, 'BAD_REQUEST');
+    assert.deepEqual(await counts(), before);
+  });
+
   it('unknown routes and wrong methods anywhere are JSON errors, never HTML or stacks', async () => {
     const cases: Array<[string, string, number]> = [
       ['GET', '/nowhere', 404],

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.ts';
 
 const STATUS: Record<ErrorCode, number> = {
   VALIDATION_FAILED: 400,
+  BAD_REQUEST: 400,
   INVALID_JSON: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
@@ -45,6 +46,11 @@ function toAppError(error: unknown): AppError {
   if (type === 'entity.too.large') return new AppError('PAYLOAD_TOO_LARGE', 'request body is too large');
   if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
     return new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be UTF-8 JSON');
+  }
+  // Any other error the HTTP layer marks as the client's (bad gzip, aborted upload…).
+  const status = (error as { status?: number; expose?: boolean }).status;
+  if ((error as { expose?: boolean }).expose === true && typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError('BAD_REQUEST', 'the request could not be read');
   }
   // Express could not decode a percent-encoded path parameter (e.g. /orders/%E0%A4%A).
   if (error instanceof URIError) return new AppError('NOT_FOUND', 'malformed URL');

@@ -38,7 +38,9 @@ export async function takeIdempotencyKey(tx: Queryable, key: string, hash: strin
     `SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`,
     [key],
   );
-  const earlier = rows[0]!;
+  const earlier = rows[0];
+  // The first request's transaction rolled back between our INSERT and this SELECT: retryable.
+  if (!earlier) throw new AppError('CONFLICT', 'a request with this Idempotency-Key was in flight; retry');
   if (earlier.request_hash !== hash) {
     throw new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was already used for a different order', {
       'Idempotency-Key': 'already used with a different body',

@@ -33,7 +33,10 @@ export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 
 export async function redriveDeadLetters(db: Queryable, messageIds?: readonly string[]): Promise<string[]> {
   const { rows } = await db.query<{ message_id: string }>(
     `WITH moved AS (
-       DELETE FROM dead_letters WHERE $1::uuid[] IS NULL OR message_id = ANY($1::uuid[])
+       DELETE FROM dead_letters d
+        WHERE ($1::uuid[] IS NULL OR d.message_id = ANY($1::uuid[]))
+          -- Already back in the outbox (replayed meanwhile): leave the dead letter where it is.
+          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = d.message_id)
        RETURNING message_id, event_type, aggregate_id, payload, last_error, created_at
      )
      INSERT INTO outbox (message_id, event_type, aggregate_id, payload, created_at, last_error)

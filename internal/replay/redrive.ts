@@ -55,5 +55,6 @@ export async function redriveAndDeliver(messageIds: string[], waitTimeoutMs: num
   const dead = new Set((await listDeadLetters(deps.pool, 10_000)).map((d) => d.messageId));
   const deadAgain = ids.filter((id) => dead.has(id)).length;
   log.info(`re-driven: ${delivered} delivered, ${deadAgain} dead again, ${ids.length - delivered - deadAgain} still waiting`);
-  return { redriven: ids, delivered, deadAgain, ok: delivered === ids.length };
+  const waiting = await countWaiting(deps.pool, ids);
+  return { redriven: ids, delivered, deadAgain, ok: delivered === ids.length && deadAgain === 0 && waiting === 0 };
 }
