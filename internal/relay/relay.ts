@@ -9,6 +9,12 @@ import { Waker } from './waker.ts';
 /** Delivers one event; resolves with a short outcome word once the consumer committed. */
 export type Deliver = (event: OutboxEvent, workerName: string) => Promise<string>;
 
+/**
+ * Delivers a whole claim at once; one settled result per event, in order (a rejected one is
+ * retried like a failed `Deliver`). Optional: without it, events go one by one.
+ */
+export type DeliverBatch = (events: OutboxEvent[], workerName: string) => Promise<PromiseSettledResult<string>[]>;
+
 export interface RelayOptions {
   workers: number;
   pollIntervalMs: number;
@@ -19,6 +25,7 @@ export interface RelayOptions {
 export interface RelayDeps {
   store: OutboxStore;
   deliver: Deliver;
+  deliverBatch?: DeliverBatch;
   logger: Logger;
 }
 
@@ -43,9 +50,9 @@ export class Relay {
     this.loops = this.workerNames.map((name) => this.loop(name));
   }
 
-  /** Wakes idle workers now (an event was just committed), instead of at the next poll. */
+  /** Wakes an idle worker now (an event was just committed), instead of at the next poll. */
   nudge(): void {
-    this.waker.wake();
+    this.waker.wakeOne();
   }
 
   /** Stops claiming, lets in-flight deliveries finish, hands back claimed-but-unstarted events. */
@@ -86,15 +93,16 @@ export class Relay {
     log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
+    const batched = this.deps.deliverBatch && events.length > 1 ? await settleBatch(this.deps.deliverBatch, events, name) : undefined;
     for (const [index, event] of events.entries()) {
-      if (this.stopping) {
+      if (this.stopping && !batched) {
         const rest = events.slice(index).map((e) => e.id);
         await this.deps.store.release(rest, token).catch(() => undefined);
         log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
         break;
       }
       try {
-        const outcome = await this.deps.deliver(event, name);
+        const outcome = batched ? settledValue(batched[index]) : await this.deps.deliver(event, name);
         delivered.push(event.id);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
@@ -125,4 +133,19 @@ export class Relay {
       log.warn(`${kind} for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})`);
     }
   }
+}
+
+/** A batch that fails as a whole fails each of its events (each is retried later). */
+async function settleBatch(deliverBatch: DeliverBatch, events: OutboxEvent[], name: string): Promise<PromiseSettledResult<string>[]> {
+  try {
+    return await deliverBatch(events, name);
+  } catch (error) {
+    return events.map(() => ({ status: 'rejected', reason: error }));
+  }
+}
+
+function settledValue(result: PromiseSettledResult<string> | undefined): string {
+  if (result === undefined) throw new Error('the batch consumer returned no result for this event');
+  if (result.status === 'rejected') throw result.reason;
+  return result.value;
 }
