@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
-import { enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
+import { enqueueEvent, enqueueEvents, ORDER_CREATED, type NewEvent } from '../outbox/outbox.ts';
 import { isUuid, type OrderInput } from './validate.ts';
 
 export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED';
@@ -58,13 +58,7 @@ export async function placeOrder(pool: Pool, input: OrderInput): Promise<PlacedO
          RETURNING ${ORDER_COLUMNS}`,
         [orderId, input.productId, input.quantity, input.userId ?? null],
       );
-      const payload: OrderCreatedPayload = {
-        orderId,
-        productId: input.productId,
-        quantity: input.quantity,
-        userId: input.userId ?? null,
-      };
-      await enqueueEvent(tx, { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload });
+      await enqueueEvent(tx, orderCreated(orderId, messageId, input));
       return { order: toOrder(rows[0]!), messageId };
     });
   } catch (error) {
@@ -122,6 +116,16 @@ export async function deleteAllOrders(tx: Queryable): Promise<number> {
   return rowCount ?? 0;
 }
 
+function orderCreated(orderId: string, messageId: string, input: OrderInput): NewEvent {
+  const payload: OrderCreatedPayload = {
+    orderId,
+    productId: input.productId,
+    quantity: input.quantity,
+    userId: input.userId ?? null,
+  };
+  return { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload };
+}
+
 function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
@@ -133,4 +137,52 @@ function toOrder(row: OrderRow): Order {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+export interface Settlement {
+  orderId: string;
+  status: Exclude<OrderStatus, 'PENDING'>;
+  reason: string | null;
+}
+
+/**
+ * The batch form of settleOrder, on the consumer's transaction client: one UPDATE for every
+ * order. Returns how many PENDING orders it settled (fewer than asked means some were not PENDING).
+ */
+export async function settleOrders(tx: Queryable, settlements: readonly Settlement[]): Promise<number> {
+  if (settlements.length === 0) return 0;
+  const { rowCount } = await tx.query(
+    `UPDATE orders o SET status = s.status, reject_reason = s.reason, updated_at = now()
+       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(id, status, reason)
+      WHERE o.id = s.id AND o.status = 'PENDING'`,
+    [settlements.map((s) => s.orderId), settlements.map((s) => s.status), settlements.map((s) => s.reason)],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Many orders and their events in one transaction of two statements (the benchmark and the
+ * scale-out test load thousands at once; the API places them one by one with placeOrder).
+ */
+export async function placeOrdersInBulk(pool: Pool, inputs: readonly OrderInput[]): Promise<PlacedOrder[]> {
+  const placed = inputs.map((input) => ({ input, orderId: randomUUID(), messageId: randomUUID() }));
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<OrderRow>(
+      `INSERT INTO orders (id, product_id, quantity, user_id)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[])
+       RETURNING ${ORDER_COLUMNS}`,
+      [
+        placed.map((p) => p.orderId),
+        placed.map((p) => p.input.productId),
+        placed.map((p) => p.input.quantity),
+        placed.map((p) => p.input.userId ?? null),
+      ],
+    );
+    await enqueueEvents(
+      tx,
+      placed.map(({ input, orderId, messageId }) => orderCreated(orderId, messageId, input)),
+    );
+    const byId = new Map(rows.map((row) => [row.id, toOrder(row)]));
+    return placed.map((p) => ({ order: byId.get(p.orderId)!, messageId: p.messageId }));
+  });
 }
