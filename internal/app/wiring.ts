@@ -7,10 +7,9 @@ import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { closePool, createPool, type Pool } from '../db/pool.ts';
 import { createHttpApp } from '../http/app.ts';
-import { createInventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
-import { createOutboxStore } from '../outbox/outbox.ts';
-import { Relay } from '../relay/relay.ts';
+import type { Relay } from '../relay/relay.ts';
+import { startWorkers, type Workers } from './workers.ts';
 
 export interface Database {
   server: DatabaseServer;
@@ -55,37 +54,28 @@ export interface RunningServer {
 /** Starts the Order API and its relay workers; resolves once it is listening. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   const db = await connectDatabase(config, logger, 'api');
-  const poolOptions = { url: db.server.url, connectionTimeoutMs: config.connectionTimeoutMs };
-  // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
-  // role's sessions are visible by name in pg_stat_activity.
-  const relayPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1 }, logger);
-  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
-
-  const consumer = createInventoryConsumer({ pool: inventoryPool, logger });
-  const relay = new Relay(
-    {
-      store: createOutboxStore(relayPool, { batchSize: config.batchSize, leaseMs: config.leaseMs }),
-      deliver: (event, workerName) => consumer.handle(event, workerName),
-      logger,
-    },
-    { workers: config.workers, pollIntervalMs: config.pollIntervalMs },
-  );
-  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced: () => relay.nudge() });
-
+  let workers: Workers;
   let http: Server;
   try {
-    http = await listen(app, config.port, config.host);
+    workers = await startWorkers(config, logger, { url: db.server.url });
   } catch (error) {
-    await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
     await db.close();
     throw error;
   }
-  relay.start();
+  // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
+  const onOrderPlaced = config.wakeup === 'notify' ? () => workers.relay.nudge() : undefined;
+  const app = createHttpApp({ pool: db.pool, logger, onOrderPlaced });
+  try {
+    http = await listen(app, config.port, config.host);
+  } catch (error) {
+    await workers.close();
+    await db.close();
+    throw error;
+  }
+  const { relay } = workers;
   const { port } = http.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.child('API').info(
-    `listening on ${url} (${db.server.kind} PostgreSQL, ${config.workers} workers, poll every ${config.pollIntervalMs} ms)`,
-  );
+  logger.child('API').info(`listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()})`);
 
   let closing: Promise<void> | undefined;
   return {
@@ -96,8 +86,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeIdleConnections();
-        await Promise.all([relay.stop(), httpClosed]);
-        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+        await Promise.all([workers.close(), httpClosed]);
         await db.close();
       })();
       return closing;

@@ -95,11 +95,11 @@ class SinkLogger implements Logger {
 const WORKER_COLORS = ['green', 'blue', 'yellow', 'magenta', 'cyan', 'greenBright', 'blueBright'] as const;
 
 function speakerColor(chalk: ChalkInstance, speaker: string): ChalkInstance {
-  const worker = /^Worker-(\d+)$/.exec(speaker);
+  const worker = /(?:^|\/)Worker-(\d+)$/.exec(speaker); // "Worker-3", "relay-2/Worker-3"
   if (worker) return chalk[WORKER_COLORS[Number(worker[1]) % WORKER_COLORS.length]!].bold;
   if (speaker === 'API') return chalk.cyan.bold;
   if (speaker === 'Inventory') return chalk.magenta.bold;
-  if (speaker === 'DB') return chalk.gray.bold;
+  if (speaker === 'DB' || speaker === 'Listener') return chalk.gray.bold;
   return chalk.white.bold;
 }
 

@@ -1,0 +1,88 @@
+// The relay side of a process, wired once for everyone who runs workers: the server, a
+// stand-alone relay (`npm run relay`) and the benchmark. Pools → consumer (per-message or
+// batched) → relay workers → the listener that wakes them.
+import type { Config } from '../config/config.ts';
+import { closePool, createPool } from '../db/pool.ts';
+import { createBatchConsumer } from '../inventory/batch-consumer.ts';
+import { createInventoryConsumer } from '../inventory/consumer.ts';
+import type { Logger } from '../log/logger.ts';
+import { OutboxListener } from '../outbox/listener.ts';
+import { createOutboxStore } from '../outbox/outbox.ts';
+import { Relay, type DeliverBatch } from '../relay/relay.ts';
+
+export interface WorkersOptions {
+  /** The application database. */
+  url: string;
+  /** Called after the consumer committed these messages (the benchmark times them). */
+  onConsumed?: (messageIds: readonly string[]) => void;
+}
+
+export interface Workers {
+  relay: Relay;
+  /** Undefined when WAKEUP=poll. */
+  listener: OutboxListener | undefined;
+  /** "5 workers, poll every 500 ms, wake-up notify, per-message consumer": for start-up banners. */
+  describe(): string;
+  /** Stops listening, stops the workers gracefully, closes their pools. */
+  close(): Promise<void>;
+}
+
+/** Builds and starts the workers (and their listener); resolves once the listener is listening. */
+export async function startWorkers(config: Config, logger: Logger, options: WorkersOptions): Promise<Workers> {
+  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs };
+  // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
+  // role's sessions are visible by name in pg_stat_activity.
+  const relayPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1 }, logger);
+  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
+
+  const consumer = createInventoryConsumer({ pool: inventoryPool, logger });
+  const consumed = options.onConsumed ?? (() => {});
+  let deliverBatch: DeliverBatch | undefined;
+  if (config.consumerMode === 'batch') {
+    const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
+    deliverBatch = async (events, workerName) => {
+      const results = await batch.handleBatch(events, workerName);
+      consumed(events.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
+      return results;
+    };
+  }
+  const relay = new Relay(
+    {
+      store: createOutboxStore(relayPool, { batchSize: config.batchSize, leaseMs: config.leaseMs }),
+      deliver: async (event, workerName) => {
+        const outcome = await consumer.handle(event, workerName);
+        consumed([event.messageId]);
+        return outcome;
+      },
+      deliverBatch,
+      logger,
+    },
+    { workers: config.workers, pollIntervalMs: config.pollIntervalMs, namePrefix: workerNamePrefix(config) },
+  );
+  const listener =
+    config.wakeup === 'notify' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge() }) : undefined;
+  relay.start();
+  await listener?.start();
+
+  let closing: Promise<void> | undefined;
+  return {
+    relay,
+    listener,
+    describe: () =>
+      `${config.workers} workers, poll every ${config.pollIntervalMs} ms, ` +
+      `wake-up ${config.wakeup}, ${config.consumerMode} consumer, batches of up to ${config.batchSize}`,
+    close() {
+      closing ??= (async () => {
+        await listener?.close();
+        await relay.stop();
+        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** "Worker-" in the server; "relay-2/Worker-" in a relay process named relay-2. */
+export function workerNamePrefix(config: Pick<Config, 'relayName'>): string {
+  return config.relayName ? `${config.relayName}/Worker-` : 'Worker-';
+}
