@@ -121,23 +121,22 @@ export async function countWaiting(db: Queryable, messageIds: readonly string[])
 
 // One round trip for the whole batch. The inner SELECT walks outbox_available_idx from its
 // start and stops after LIMIT rows, so its cost does not grow with the backlog (leased and
-// backed-off rows sort after now()) or with the history (delivered rows are deleted).
-const CLAIM_SQL = `WITH next AS (
-       SELECT id FROM outbox
-        WHERE available_at <= now()
-        ORDER BY available_at, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-     )
-     UPDATE outbox o
+// backed-off rows sort after now()) or with the history (delivered rows are deleted). The ids
+// go to the UPDATE as an array, which it looks up by primary key: joined to a CTE instead,
+// the planner switches to a hash join over a sequential scan once the backlog is large.
+const CLAIM_SQL = `UPDATE outbox
         SET locked_by = $2,
             lock_token = $3,
             locked_until = now() + $4 * interval '1 millisecond',
             available_at = now() + $4 * interval '1 millisecond',
-            attempts = o.attempts + 1
-       FROM next
-      WHERE o.id = next.id
-     RETURNING o.id, o.message_id, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at`;
+            attempts = attempts + 1
+      WHERE id = ANY (ARRAY(
+              SELECT id FROM outbox
+               WHERE available_at <= now()
+               ORDER BY available_at, id
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED))
+     RETURNING id, message_id, event_type, aggregate_id, payload, attempts, created_at`;
 
 /** The claim's query plan (EXPLAIN, not run): proof that it stays an index scan. */
 export async function explainClaim(db: Queryable, batchSize: number): Promise<string> {
