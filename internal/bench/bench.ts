@@ -1,0 +1,121 @@
+// `npm run bench`: every number of the Performance section, measured in one run on fresh
+// databases, each next to the ceiling it is judged against. Timing belongs here, not in tests.
+import os from 'node:os';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../log/logger.ts';
+import { explainClaim } from '../outbox/outbox.ts';
+import { measureApi, type ApiResult } from './api.ts';
+import { openBenchDatabases } from './databases.ts';
+import { measureLatency, type LatencyResult } from './latency.ts';
+import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
+import { evaluateTargets, type TargetCheck } from './targets.ts';
+
+export interface BenchOptions {
+  events: number;
+  workers: number;
+  /** Claim size in per-message mode (the server's default) and in batched mode. */
+  batchSize: number;
+  batchedBatchSize: number;
+  rate: number;
+  latencyMs: number;
+  apiOrders: number;
+  apiConcurrency: number;
+  apiRuns: number;
+  /** Rows in the outbox when the claim is EXPLAINed. */
+  explainRows: number;
+}
+
+export const BENCH_DEFAULTS: BenchOptions = {
+  events: 20_000,
+  workers: 5,
+  batchSize: 10,
+  batchedBatchSize: 100,
+  rate: 200,
+  latencyMs: 10_000,
+  apiOrders: 20_000,
+  apiConcurrency: 64,
+  apiRuns: 3,
+  explainRows: 100_000,
+};
+
+export interface BenchResult {
+  machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; database: string };
+  options: BenchOptions;
+  throughput: ThroughputResult[];
+  latency: LatencyResult[];
+  api: ApiResult;
+  claimPlan: { rows: number; plan: string };
+  targets: TargetCheck[];
+  ok: boolean;
+  durationMs: number;
+}
+
+export async function runBenchmark(
+  config: Config,
+  options: BenchOptions,
+  deps: { logger: Logger; onPhase: (message: string) => void },
+): Promise<BenchResult> {
+  const started = performance.now();
+  const phase = deps.onPhase;
+  const settings: Config = { ...config, workers: options.workers, logLevel: 'silent' };
+  phase('starting a fresh PostgreSQL');
+  const databases = await openBenchDatabases(config.databaseUrl, deps.logger.child('DB'));
+  try {
+    const throughput: ThroughputResult[] = [];
+    for (const [mode, batchSize] of [['per-message', options.batchSize], ['batch', options.batchedBatchSize]] as const) {
+      phase(`relay, ${mode} consumer: drain ${options.events} events with ${options.workers} workers, then the ceiling`);
+      throughput.push(await measureThroughput(databases, settings, { events: options.events, mode, batchSize }));
+    }
+
+    const latency: LatencyResult[] = [];
+    for (const wakeup of ['notify', 'poll'] as const) {
+      phase(`latency, wake-up ${wakeup}: ${options.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
+      latency.push(
+        await measureLatency(databases, settings, { wakeup, rate: options.rate, durationMs: options.latencyMs, pollIntervalMs: 1_000 }),
+      );
+    }
+
+    phase(`order API: ${options.apiRuns} runs of ${options.apiOrders} orders over HTTP, and the same transaction directly`);
+    const api = await measureApi(
+      databases,
+      { ...settings, batchSize: options.batchSize },
+      { orders: options.apiOrders, concurrency: options.apiConcurrency, runs: options.apiRuns },
+      phase,
+    );
+
+    phase(`claim plan with ${options.explainRows} events waiting`);
+    const claimPlan = await planWithBacklog(databases, options);
+
+    const targets = evaluateTargets({ throughput, latency, api });
+    return {
+      machine: {
+        cpus: os.availableParallelism(),
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memoryGb: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+        database: databases.description,
+      },
+      options,
+      throughput,
+      latency,
+      api,
+      claimPlan,
+      targets,
+      ok: targets.every((t) => t.met),
+      durationMs: performance.now() - started,
+    };
+  } finally {
+    await databases.close();
+  }
+}
+
+async function planWithBacklog(databases: Awaited<ReturnType<typeof openBenchDatabases>>, options: BenchOptions) {
+  const db = await databases.fresh('explain');
+  try {
+    await seedOrders(db.pool, options.explainRows);
+    await db.pool.query('ANALYZE');
+    return { rows: options.explainRows, plan: await explainClaim(db.pool, options.batchSize) };
+  } finally {
+    await db.drop();
+  }
+}

@@ -1,0 +1,72 @@
+// The issue's targets for this 2-core machine, checked against one run's measurements.
+import type { ApiResult } from './api.ts';
+import type { LatencyResult } from './latency.ts';
+import type { ThroughputResult } from './relay-throughput.ts';
+
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+const RSS_LIMIT_MB = 200;
+/** "No growth": the last run's RSS within this fraction of the first's. */
+const RSS_GROWTH_TOLERANCE = 0.1;
+
+export function evaluateTargets(m: { throughput: ThroughputResult[]; latency: LatencyResult[]; api: ApiResult }): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const perMessage = m.throughput.find((t) => t.mode === 'per-message');
+  const batched = m.throughput.find((t) => t.mode === 'batch');
+  if (perMessage) {
+    checks.push({
+      name: 'relay, per-message ÷ ceiling',
+      target: '≥ 0.70',
+      measured: `${perMessage.ratio.toFixed(2)} (${rate(perMessage.relayPerSecond)} of ${rate(perMessage.ceilingPerSecond)} events/s)`,
+      met: perMessage.ratio >= 0.7,
+    });
+    checks.push({ name: 'relay, per-message', target: '≥ 2,500 events/s', measured: `${rate(perMessage.relayPerSecond)} events/s`, met: perMessage.relayPerSecond >= 2_500 });
+  }
+  if (batched) {
+    checks.push({ name: 'relay, batched', target: '≥ 10,000 events/s', measured: `${rate(batched.relayPerSecond)} events/s`, met: batched.relayPerSecond >= 10_000 });
+  }
+  const notify = m.latency.find((l) => l.wakeup === 'notify');
+  const poll = m.latency.find((l) => l.wakeup === 'poll');
+  if (notify) {
+    checks.push({ name: 'latency with wake-up, p50', target: '≤ 5 ms', measured: ms(notify.p50), met: notify.p50 <= 5 && notify.missing === 0 });
+    checks.push({ name: 'latency with wake-up, p99', target: '≤ 50 ms', measured: ms(notify.p99), met: notify.p99 <= 50 && notify.missing === 0 });
+  }
+  if (notify && poll) {
+    const factor = poll.p50 / Math.max(notify.p50, 0.001);
+    checks.push({ name: 'p50 polling (1 s) ÷ p50 wake-up', target: '≥ 100×', measured: `${factor.toFixed(0)}× (${ms(poll.p50)} vs ${ms(notify.p50)})`, met: factor >= 100 });
+  }
+  checks.push({
+    name: 'API over HTTP ÷ direct',
+    target: '≥ 0.50',
+    measured: `${m.api.ratio.toFixed(2)} (${rate(m.api.apiPerSecond)} of ${rate(m.api.directPerSecond)} orders/s)`,
+    met: m.api.ratio >= 0.5,
+  });
+  checks.push({ name: 'API over HTTP', target: '≥ 2,000 orders/s', measured: `${rate(m.api.apiPerSecond)} orders/s`, met: m.api.apiPerSecond >= 2_000 && m.api.runs.every((r) => r.failed === 0) });
+  const rss = m.api.runs.map((r) => r.rssMb);
+  const first = rss[0];
+  const last = rss[rss.length - 1];
+  if (first !== undefined && last !== undefined && rss.every((r) => r !== undefined)) {
+    const orders = m.api.runs[0]!.orders;
+    checks.push({ name: `server RSS after ${rate(orders)} orders`, target: `≤ ${RSS_LIMIT_MB} MB`, measured: `${first.toFixed(0)} MB`, met: first <= RSS_LIMIT_MB });
+    checks.push({
+      name: `server RSS across ${rss.length} runs`,
+      target: 'no growth',
+      measured: rss.map((r) => `${r!.toFixed(0)}`).join(' → ') + ' MB',
+      met: last <= first * (1 + RSS_GROWTH_TOLERANCE),
+    });
+  }
+  return checks;
+}
+
+export function rate(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function ms(n: number): string {
+  return Number.isNaN(n) ? 'n/a' : `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`;
+}
