@@ -1,6 +1,6 @@
 // npm run bench: measure the pipeline on a fresh database and print the Performance table.
 import { Command, InvalidArgumentError } from 'commander';
-import { BENCH_DEFAULTS, runBenchmark } from '../../internal/bench/bench.ts';
+import { BENCH_DEFAULTS, BENCH_PARTS, runBenchmark, type BenchPart } from '../../internal/bench/bench.ts';
 import { formatBenchReport } from '../../internal/bench/report.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
@@ -18,11 +18,12 @@ const options = new Command('bench')
   .option('--api-concurrency <n>', 'requests in flight', positiveInt, d.apiConcurrency)
   .option('--api-runs <n>', 'API runs (memory must not grow across them)', positiveInt, d.apiRuns)
   .option('--explain-rows <n>', 'events waiting when the claim is EXPLAINed', positiveInt, d.explainRows)
+  .option('--only <part...>', `only these parts: ${BENCH_PARTS.join(', ')} (default: all)`, parts)
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
     events: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
-    apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; json?: boolean;
+    apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; only?: BenchPart[]; json?: boolean;
   }>();
 
 const config = loadConfig();
@@ -30,7 +31,7 @@ const logger = createConsoleLogger({ level: 'warn', color: colorEnabled(process.
 try {
   const result = await runBenchmark(
     config,
-    { ...options, latencyMs: options.latencySeconds * 1000 },
+    { ...options, latencyMs: options.latencySeconds * 1000, only: options.only ?? [] },
     { logger, onPhase: (message) => process.stderr.write(`… ${message}\n`) },
   );
   const color = !options.json && colorEnabled(process.stdout);
@@ -45,4 +46,9 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+function parts(value: string, previous: BenchPart[] | undefined): BenchPart[] {
+  if (!(BENCH_PARTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
+  return [...(previous ?? []), value as BenchPart];
 }

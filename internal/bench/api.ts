@@ -34,6 +34,8 @@ export interface ApiResult {
   runs: ApiRun[];
   /** Median of the runs. */
   apiPerSecond: number;
+  /** Every order the server's workers consumed: warm-up, direct and HTTP runs. */
+  ordersServed: number;
   ratio: number;
 }
 
@@ -83,7 +85,8 @@ export async function measureApi(
     const sorted = runs.map((r) => r.ordersPerSecond).sort((a, b) => a - b);
     const apiPerSecond = sorted[Math.floor(sorted.length / 2)]!;
     const directPerSecond = perSecond(options.orders, directMs);
-    return { concurrency: options.concurrency, directPerSecond, runs, apiPerSecond, ratio: apiPerSecond / directPerSecond };
+    const ordersServed = WARM_UP_ORDERS + options.orders * (options.runs + 1);
+    return { concurrency: options.concurrency, directPerSecond, runs, apiPerSecond, ordersServed, ratio: apiPerSecond / directPerSecond };
   } finally {
     agent.destroy();
     await server.stop();

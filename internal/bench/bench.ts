@@ -23,7 +23,12 @@ export interface BenchOptions {
   apiRuns: number;
   /** Rows in the outbox when the claim is EXPLAINed. */
   explainRows: number;
+  /** Only these parts (all when empty): quick runs while tuning one of them. */
+  only: BenchPart[];
 }
+
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain'] as const;
+export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
   events: 20_000,
@@ -32,10 +37,11 @@ export const BENCH_DEFAULTS: BenchOptions = {
   batchedBatchSize: 100,
   rate: 200,
   latencyMs: 10_000,
-  apiOrders: 20_000,
+  apiOrders: 10_000,
   apiConcurrency: 64,
   apiRuns: 3,
-  explainRows: 100_000,
+  explainRows: 50_000,
+  only: [],
 };
 
 export interface BenchResult {
@@ -43,8 +49,8 @@ export interface BenchResult {
   options: BenchOptions;
   throughput: ThroughputResult[];
   latency: LatencyResult[];
-  api: ApiResult;
-  claimPlan: { rows: number; plan: string };
+  api: ApiResult | undefined;
+  claimPlan: { rows: number; plan: string } | undefined;
   targets: TargetCheck[];
   ok: boolean;
   durationMs: number;
@@ -58,33 +64,42 @@ export async function runBenchmark(
   const started = performance.now();
   const phase = deps.onPhase;
   const settings: Config = { ...config, workers: options.workers, logLevel: 'silent' };
+  const wanted = (part: BenchPart) => options.only.length === 0 || options.only.includes(part);
   phase('starting a fresh PostgreSQL');
   const databases = await openBenchDatabases(config.databaseUrl, deps.logger.child('DB'));
   try {
     const throughput: ThroughputResult[] = [];
     for (const [mode, batchSize] of [['per-message', options.batchSize], ['batch', options.batchedBatchSize]] as const) {
+      if (!wanted('relay')) break;
       phase(`relay, ${mode} consumer: drain ${options.events} events with ${options.workers} workers, then the ceiling`);
       throughput.push(await measureThroughput(databases, settings, { events: options.events, mode, batchSize }));
     }
 
     const latency: LatencyResult[] = [];
     for (const wakeup of ['notify', 'poll'] as const) {
+      if (!wanted('latency')) break;
       phase(`latency, wake-up ${wakeup}: ${options.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
       latency.push(
         await measureLatency(databases, settings, { wakeup, rate: options.rate, durationMs: options.latencyMs, pollIntervalMs: 1_000 }),
       );
     }
 
-    phase(`order API: ${options.apiRuns} runs of ${options.apiOrders} orders over HTTP, and the same transaction directly`);
-    const api = await measureApi(
-      databases,
-      { ...settings, batchSize: options.batchSize },
-      { orders: options.apiOrders, concurrency: options.apiConcurrency, runs: options.apiRuns },
-      phase,
-    );
+    let api: ApiResult | undefined;
+    if (wanted('api')) {
+      phase(`order API: ${options.apiRuns} runs of ${options.apiOrders} orders over HTTP, and the same transaction directly`);
+      api = await measureApi(
+        databases,
+        { ...settings, batchSize: options.batchSize },
+        { orders: options.apiOrders, concurrency: options.apiConcurrency, runs: options.apiRuns },
+        phase,
+      );
+    }
 
-    phase(`claim plan with ${options.explainRows} events waiting`);
-    const claimPlan = await planWithBacklog(databases, options);
+    let claimPlan: BenchResult['claimPlan'];
+    if (wanted('explain')) {
+      phase(`claim plan with ${options.explainRows} events waiting`);
+      claimPlan = await planWithBacklog(databases, options);
+    }
 
     const targets = evaluateTargets({ throughput, latency, api });
     return {

@@ -1,5 +1,6 @@
 // The benchmark's table: what was measured, then each target with ✓ or ✗.
-import { Chalk } from 'chalk';
+import { Chalk, type ChalkInstance } from 'chalk';
+import type { ApiResult } from './api.ts';
 import type { BenchResult } from './bench.ts';
 import { ms, rate } from './targets.ts';
 
@@ -25,17 +26,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
       `p50 ${ms(l.p50)} · p95 ${ms(l.p95)} · p99 ${ms(l.p99)} (${l.count} orders)${missing}`,
     ]);
   }
-  const api = result.api;
-  rows.push([
-    `order API over HTTP, ${api.concurrency} in flight`,
-    `${rate(api.apiPerSecond)} orders/s (runs ${api.runs.map((r) => rate(r.ordersPerSecond)).join(', ')}) · direct ${rate(api.directPerSecond)} · ratio ${api.ratio.toFixed(2)}`,
-  ]);
-  const failed = api.runs.reduce((sum, r) => sum + r.failed, 0);
-  if (failed > 0) rows.push(['failed HTTP requests', c.red(String(failed))]);
-  rows.push([
-    `server RSS after each run of ${rate(o.apiOrders)} orders`,
-    api.runs.map((r) => (r.rssMb === undefined ? 'n/a' : `${r.rssMb.toFixed(0)} MB`)).join(' → '),
-  ]);
+  if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -49,11 +40,29 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
     lines.push(`  ${mark} ${t.name.padEnd(nameWidth)}  ${t.target.padEnd(targetWidth)}  ${t.measured}`);
   }
 
-  lines.push('');
-  lines.push(c.bold(`Claim plan with ${rate(result.claimPlan.rows)} events waiting`) + ' (EXPLAIN: an index scan that stops after LIMIT rows)');
-  for (const line of result.claimPlan.plan.split('\n')) lines.push(`  ${line}`);
+  if (result.claimPlan) {
+    lines.push('');
+    lines.push(c.bold(`Claim plan with ${rate(result.claimPlan.rows)} events waiting`) + ' (EXPLAIN: index scans only, stopping after LIMIT rows)');
+    for (const line of result.claimPlan.plan.split('\n')) lines.push(`  ${line}`);
+  }
   lines.push('');
   const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);
   lines.push(`${verdict} · ${(result.durationMs / 1000).toFixed(0)} s in all`);
   return lines.join('\n');
+}
+
+function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[string, string]> {
+  const rows: Array<[string, string]> = [
+    [
+      `order API over HTTP, ${api.concurrency} in flight`,
+      `${rate(api.apiPerSecond)} orders/s (runs ${api.runs.map((r) => rate(r.ordersPerSecond)).join(', ')}) · direct ${rate(api.directPerSecond)} · ratio ${api.ratio.toFixed(2)}`,
+    ],
+  ];
+  const failed = api.runs.reduce((sum, r) => sum + r.failed, 0);
+  if (failed > 0) rows.push(['failed HTTP requests', c.red(String(failed))]);
+  rows.push([
+    `server RSS after each run of ${rate(orders)} orders`,
+    api.runs.map((r) => (r.rssMb === undefined ? 'n/a' : `${r.rssMb.toFixed(0)} MB`)).join(' → ') + ` (${rate(api.ordersServed)} orders in all)`,
+  ]);
+  return rows;
 }
