@@ -5,6 +5,7 @@ import type { Config } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
 import { explainClaim } from '../outbox/outbox.ts';
 import { measureApi, type ApiResult } from './api.ts';
+import { measureCommitRate, type CommitRate } from './commit-rate.ts';
 import { openBenchDatabases } from './databases.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
@@ -47,6 +48,8 @@ export const BENCH_DEFAULTS: BenchOptions = {
 export interface BenchResult {
   machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; database: string };
   options: BenchOptions;
+  /** Durable commits per second from 1 and from `workers` connections: the floor under everything. */
+  commitRates: CommitRate[];
   throughput: ThroughputResult[];
   latency: LatencyResult[];
   api: ApiResult | undefined;
@@ -68,6 +71,9 @@ export async function runBenchmark(
   phase('starting a fresh PostgreSQL');
   const databases = await openBenchDatabases(config.databaseUrl, deps.logger.child('DB'));
   try {
+    phase('durable commits per second on this disk');
+    const commitRates = [await measureCommitRate(databases, 1), await measureCommitRate(databases, options.workers)];
+
     const throughput: ThroughputResult[] = [];
     for (const [mode, batchSize] of [['per-message', options.batchSize], ['batch', options.batchedBatchSize]] as const) {
       if (!wanted('relay')) break;
@@ -111,6 +117,7 @@ export async function runBenchmark(
         database: databases.description,
       },
       options,
+      commitRates,
       throughput,
       latency,
       api,

@@ -11,6 +11,10 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   lines.push(c.bold(`outbox-demo benchmark: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, ${m.database}`));
   lines.push('');
   const rows: Array<[string, string]> = [];
+  rows.push([
+    'PostgreSQL durable commits (the floor)',
+    result.commitRates.map((r) => `${rate(r.commitsPerSecond)}/s from ${r.connections} connection${r.connections === 1 ? '' : 's'}`).join(' · '),
+  ]);
   for (const t of result.throughput) {
     const label = t.mode === 'per-message' ? 'per-message' : 'batched';
     rows.push([
