@@ -9,6 +9,7 @@ const d = BENCH_DEFAULTS;
 const options = new Command('bench')
   .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory')
   .option('--events <n>', 'pre-filled events the relay drains, per mode', positiveInt, d.events)
+  .option('--rounds <n>', 'relay and ceiling runs per mode, alternating; best of each', positiveInt, d.rounds)
   .option('--workers <n>', 'relay workers (and ceiling connections)', positiveInt, d.workers)
   .option('--batch-size <n>', 'claim size in per-message mode (and for the API server)', positiveInt, d.batchSize)
   .option('--batched-batch-size <n>', 'claim size in batched mode', positiveInt, d.batchedBatchSize)
@@ -22,7 +23,7 @@ const options = new Command('bench')
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
-    events: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
+    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; only?: BenchPart[]; json?: boolean;
   }>();
 

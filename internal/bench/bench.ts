@@ -13,6 +13,8 @@ import { evaluateTargets, type TargetCheck } from './targets.ts';
 
 export interface BenchOptions {
   events: number;
+  /** Relay and ceiling runs per mode, alternating; the best of each counts. */
+  rounds: number;
   workers: number;
   /** Claim size in per-message mode (the server's default) and in batched mode. */
   batchSize: number;
@@ -33,6 +35,7 @@ export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
   events: 20_000,
+  rounds: 2,
   workers: 5,
   batchSize: 10,
   batchedBatchSize: 100,
@@ -78,7 +81,7 @@ export async function runBenchmark(
     for (const [mode, batchSize] of [['per-message', options.batchSize], ['batch', options.batchedBatchSize]] as const) {
       if (!wanted('relay')) break;
       phase(`relay, ${mode} consumer: drain ${options.events} events with ${options.workers} workers, then the ceiling`);
-      throughput.push(await measureThroughput(databases, settings, { events: options.events, mode, batchSize }));
+      throughput.push(await measureThroughput(databases, settings, { events: options.events, mode, batchSize, rounds: options.rounds }));
     }
 
     const latency: LatencyResult[] = [];

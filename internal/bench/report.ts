@@ -18,7 +18,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   for (const t of result.throughput) {
     const label = t.mode === 'per-message' ? 'per-message' : 'batched';
     rows.push([
-      `relay, ${label} (claims of ${t.batchSize}, ${o.workers} workers)`,
+      `relay, ${label} (claims of ${t.batchSize}, ${o.workers} workers, best of ${t.rounds})`,
       `${rate(t.relayPerSecond)} events/s · ceiling ${rate(t.ceilingPerSecond)} · ratio ${t.ratio.toFixed(2)}`,
     ]);
   }
