@@ -47,17 +47,26 @@ export async function measureApi(
 ): Promise<ApiResult> {
   const db = await databases.fresh('api');
   const server = await startServerChild(db.url, config);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
   try {
     const products = (await listProducts(db.pool)).map((p) => p.id);
     const body = (i: number) => JSON.stringify({ productId: products[i % products.length], quantity: 1, userId: 'bench' });
+    // A fresh keep-alive agent per run: between runs the server closes idle sockets (its
+    // keep-alive timeout is shorter than a drain), and reusing one it just closed fails a request.
+    const httpRun = async (orders: number, onStatus: (status: number) => void) => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
+      try {
+        return await closedLoop(orders, options.concurrency, async (i) => onStatus(await post(agent, server.url, body(i))));
+      } finally {
+        agent.destroy();
+      }
+    };
     const drain = async () => {
       if (!(await until(async () => (await countOutbox(db.pool)).pending === 0, 120_000, 200))) {
         throw new Error("the server's workers did not drain the outbox");
       }
     };
 
-    await closedLoop(WARM_UP_ORDERS, options.concurrency, (i) => post(agent, server.url, body(i)));
+    await httpRun(WARM_UP_ORDERS, () => {});
     await drain();
 
     onPhase(`direct: ${options.orders} order transactions from ${options.concurrency} callers on ${API_POOL_SIZE} connections`);
@@ -76,8 +85,8 @@ export async function measureApi(
     for (let run = 1; run <= options.runs; run++) {
       onPhase(`HTTP run ${run}/${options.runs}: ${options.orders} × POST /orders, ${options.concurrency} in flight`);
       let failed = 0;
-      const ms = await closedLoop(options.orders, options.concurrency, async (i) => {
-        if ((await post(agent, server.url, body(i))) !== 201) failed += 1;
+      const ms = await httpRun(options.orders, (status) => {
+        if (status !== 201) failed += 1;
       });
       await drain();
       runs.push({ orders: options.orders, ordersPerSecond: perSecond(options.orders - failed, ms), failed, rssMb: await rssMb(server.child.pid) });
@@ -88,7 +97,6 @@ export async function measureApi(
     const ordersServed = WARM_UP_ORDERS + options.orders * (options.runs + 1);
     return { concurrency: options.concurrency, directPerSecond, runs, apiPerSecond, ordersServed, ratio: apiPerSecond / directPerSecond };
   } finally {
-    agent.destroy();
     await server.stop();
     await db.drop();
   }
