@@ -12,7 +12,6 @@ import { closePool, createPool, type Pool } from '../db/pool.ts';
 import type { Logger } from '../log/logger.ts';
 import { freePort } from '../testkit/ports.ts';
 
-const TEMPLATE = 'outbox_bench_template';
 
 export interface FreshDatabase {
   url: string;
@@ -52,7 +51,8 @@ export async function openBenchDatabases(databaseUrl: string | undefined, logger
     return url.toString();
   };
 
-  await admin(adminUrl, `DROP DATABASE IF EXISTS ${TEMPLATE} WITH (FORCE)`);
+  // Named per process, so two benchmarks on one DATABASE_URL server keep out of each other's way.
+  const TEMPLATE = `outbox_bench_${process.pid}_template`;
   await createDatabaseIfMissing(adminUrl, TEMPLATE);
   const templatePool = createPool({ url: urlOf(TEMPLATE), applicationName: 'outbox-bench', max: 1, connectionTimeoutMs: 10_000 }, logger);
   await migrate(templatePool, logger);
