@@ -10,13 +10,12 @@ import { createLessons } from '../dashboard/lessons.ts';
 import { createLiveFeed } from '../dashboard/feed.ts';
 import { createLiveUpdates } from '../dashboard/live.ts';
 import { createHttpApp } from '../http/app.ts';
-import { createInventoryConsumer } from '../inventory/consumer.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
-import { createOutboxStore } from '../outbox/outbox.ts';
-import { Relay } from '../relay/relay.ts';
+import type { Relay } from '../relay/relay.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
+import { startWorkers, type Workers } from './workers.ts';
 
 export interface Database {
   server: DatabaseServer;
@@ -64,46 +63,26 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const feed = createLiveFeed();
   const logger = teeLogger(consoleLogger, (record) => feed.record(record));
   const db = await connectDatabase(config, logger, 'api');
-  const poolOptions = { url: db.server.url, connectionTimeoutMs: config.connectionTimeoutMs };
-  // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
-  // role's sessions are visible by name in pg_stat_activity.
-  const relayPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1 }, logger);
-  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
-
   const crash = createCrashHook(config.crashAt, () => process.kill(process.pid, 'SIGKILL'), logger);
   const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
   if (config.failRate > 0) logger.child('Faults').warn(`FAIL_RATE ${config.failRate}: that share of deliveries will fail on purpose`);
-  const consumer = createInventoryConsumer({ pool: inventoryPool, logger, crash });
   const metrics = createMetrics(db.pool);
-  const relay = new Relay(
-    {
-      store: createOutboxStore(relayPool, {
-        batchSize: config.batchSize,
-        leaseMs: config.leaseMs,
-        retryBaseMs: config.retryBaseMs,
-        retryMaxMs: config.retryMaxMs,
-      }),
-      deliver: (event, workerName) => {
-        faults.maybeFail(event.messageId);
-        return consumer.handle(event, workerName);
-      },
-      logger,
-      hooks: { afterClaim: () => crash('after-claim'), afterDeliver: () => crash('after-consume') },
-      observer: metrics.relayObserver,
-    },
-    { workers: config.workers, pollIntervalMs: config.pollIntervalMs, maxAttempts: config.maxAttempts },
-  );
+  let workers: Workers;
+  let http: Server;
+  try {
+    workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver });
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  const { relay } = workers;
+  // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
+  const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
   let url = '';
-  const live = createLiveUpdates({
-    db: db.pool,
-    feed,
-    workers: relay.workerNames,
-    logger,
-    failRate: () => faults.failRate(),
-  });
+  const live = createLiveUpdates({ db: db.pool, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
   const lessons = createLessons({
     pool: db.pool,
-    consumer,
+    consumer: workers.consumer,
     logger,
     serverUrl: () => url,
     nudge: () => relay.nudge(),
@@ -112,7 +91,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const app = createHttpApp({
     pool: db.pool,
     logger,
-    onOrderPlaced: () => relay.nudge(),
+    onOrderPlaced,
     metrics,
     live,
     lessons,
@@ -120,21 +99,16 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     crash,
     remoteActions: config.dashboardRemoteActions,
   });
-
-  let http: Server;
   try {
     http = await listen(app, config.port, config.host);
   } catch (error) {
-    await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+    await workers.close();
     await db.close();
     throw error;
   }
-  relay.start();
   const { port } = http.address() as AddressInfo;
   url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.child('API').info(
-    `listening on ${url} (${db.server.kind} PostgreSQL, ${config.workers} workers, poll every ${config.pollIntervalMs} ms)`,
-  );
+  logger.child('API').info(`listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()})`);
 
   let closing: Promise<void> | undefined;
   return {
@@ -146,8 +120,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         live.close(); // ends the dashboards' event streams, which would keep the server open
         http.closeIdleConnections();
-        await Promise.all([relay.stop(), httpClosed]);
-        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+        await Promise.all([workers.close(), httpClosed]);
         await db.close();
       })();
       return closing;

@@ -2,6 +2,11 @@
 import path from 'node:path';
 import type { LogLevel } from '../log/logger.ts';
 
+/** How idle workers learn of new events: LISTEN/NOTIFY plus polling, or polling alone. */
+export type WakeupMode = 'notify' | 'poll';
+/** How the consumer applies a claimed batch: one transaction per message, or one per batch. */
+export type ConsumerMode = 'per-message' | 'batch';
+
 export interface Config {
   /** When set, use this PostgreSQL; when empty, run the embedded one. */
   databaseUrl: string | undefined;
@@ -31,6 +36,10 @@ export interface Config {
   crashAt: CrashAt | undefined;
   /** Let the dashboard's buttons answer clients on other machines (default: loopback only). */
   dashboardRemoteActions: boolean;
+  wakeup: WakeupMode;
+  consumerMode: ConsumerMode;
+  /** A relay process's name; its workers are "<name>/Worker-N". Unset: plain "Worker-N". */
+  relayName: string | undefined;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -62,6 +71,8 @@ export const DEFAULTS = {
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
   dashboardRemoteActions: false,
+  wakeup: 'notify' as WakeupMode,
+  consumerMode: 'per-message' as ConsumerMode,
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -78,7 +89,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollIntervalMs: int(env, 'POLL_INTERVAL_MS', DEFAULTS.pollIntervalMs, 10, 3_600_000),
     batchSize: int(env, 'BATCH_SIZE', DEFAULTS.batchSize, 1, 1000),
     leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 100, 3_600_000),
-    logLevel: logLevel(env.LOG_LEVEL),
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, DEFAULTS.logLevel),
     connectionTimeoutMs: int(env, 'DB_CONNECTION_TIMEOUT_MS', DEFAULTS.connectionTimeoutMs, 100, 600_000),
     maxAttempts: int(env, 'MAX_ATTEMPTS', DEFAULTS.maxAttempts, 1, 100),
     retryBaseMs: int(env, 'RETRY_BASE_MS', DEFAULTS.retryBaseMs, 1, 3_600_000),
@@ -87,6 +98,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     faultSeed: nonEmpty(env.FAULT_SEED) === undefined ? undefined : int(env, 'FAULT_SEED', 0, 0, 2 ** 31 - 1),
     crashAt: crashAt(env.CRASH_AT),
     dashboardRemoteActions: bool(env, 'DASHBOARD_REMOTE_ACTIONS', DEFAULTS.dashboardRemoteActions),
+    wakeup: oneOf(env, 'WAKEUP', ['notify', 'poll'], DEFAULTS.wakeup),
+    consumerMode: oneOf(env, 'CONSUMER_MODE', ['per-message', 'batch'], DEFAULTS.consumerMode),
+    relayName: relayName(env.RELAY_NAME),
   };
   return { ...config, ...overrides };
 }
@@ -135,12 +149,21 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be 1 or 0 (true or false), got "${env[name]}"`);
 }
 
-function logLevel(raw: string | undefined): LogLevel {
-  const value = nonEmpty(raw)?.toLowerCase() ?? DEFAULTS.logLevel;
-  if (!LOG_LEVELS.includes(value as LogLevel)) {
-    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const value = nonEmpty(env[name])?.toLowerCase() ?? fallback;
+  if (!allowed.includes(value as T)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${env[name]}"`);
   }
-  return value as LogLevel;
+  return value as T;
+}
+
+function relayName(raw: string | undefined): string | undefined {
+  const value = nonEmpty(raw);
+  // It becomes part of every worker name (processed_messages.handled_by), so keep it plain.
+  if (value !== undefined && !/^[\w.-]{1,40}$/.test(value)) {
+    throw new ConfigError(`RELAY_NAME must be 1 to 40 letters, digits, ".", "_" or "-", got "${raw}"`);
+  }
+  return value;
 }
 
 /** Whether output should be colored: NO_COLOR wins, then FORCE_COLOR, then "is it a TTY". */

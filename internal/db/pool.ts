@@ -13,6 +13,12 @@ export interface PoolOptions {
   applicationName: string;
   max: number;
   connectionTimeoutMs: number;
+  /**
+   * Commit without waiting for the WAL flush (synchronous_commit=off) on this pool's sessions.
+   * Only for writes whose loss in a crash is harmless: a crash can forget the last fraction
+   * of a second of them, never reorder or half-apply them.
+   */
+  asyncCommit?: boolean;
 }
 
 export function createPool(options: PoolOptions, logger: Logger): Pool {
@@ -23,6 +29,7 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     // A connection wait must end with a clear error rather than hang forever.
     connectionTimeoutMillis: options.connectionTimeoutMs,
     idleTimeoutMillis: 30_000,
+    ...(options.asyncCommit ? { options: '-c synchronous_commit=off' } : {}),
   });
   // An idle client losing its server (restart, pg_terminate_backend) must not crash the process.
   pool.on('error', (error) => logger.warn(`idle connection lost (${options.applicationName}): ${error.message}`));

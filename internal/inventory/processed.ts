@@ -148,3 +148,43 @@ export async function countConsumed(db: Queryable): Promise<ConsumerCounts> {
   }
   return counts;
 }
+
+/**
+ * The batch form of recordFirstDelivery, on the consumer's transaction client: one INSERT …
+ * ON CONFLICT DO NOTHING for every message, returning the ids that were new. The same
+ * guarantee holds: of two concurrent transactions inserting one id, only one sees it as new.
+ */
+export async function recordFirstDeliveries(
+  tx: Queryable,
+  messages: readonly MessageCopy[],
+  handledBy: string,
+): Promise<Set<string>> {
+  const { rows } = await tx.query<{ message_id: string }>(
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload)
+     SELECT id, 'applied', $2, type, payload FROM unnest($1::uuid[], $3::text[], $4::jsonb[]) AS m(id, type, payload)
+      -- Always in id order: two batches sharing ids then wait for each other instead of deadlocking.
+      ORDER BY id
+     ON CONFLICT (message_id) DO NOTHING
+     RETURNING message_id`,
+    [
+      messages.map((m) => m.messageId),
+      handledBy,
+      messages.map((m) => m.eventType),
+      messages.map((m) => JSON.stringify(m.payload)),
+    ],
+  );
+  return new Set(rows.map((row) => row.message_id));
+}
+
+export async function setOutcomes(tx: Queryable, messageIds: readonly string[], outcome: Outcome): Promise<void> {
+  if (messageIds.length === 0) return;
+  await tx.query(`UPDATE processed_messages SET outcome = $2 WHERE message_id = ANY($1::uuid[])`, [messageIds, outcome]);
+}
+
+export async function recordSkippedDuplicates(db: Queryable, messageIds: readonly string[], handledBy: string): Promise<void> {
+  if (messageIds.length === 0) return;
+  await db.query(
+    `INSERT INTO skipped_duplicates (message_id, handled_by) SELECT id, $2 FROM unnest($1::uuid[]) AS id`,
+    [messageIds, handledBy],
+  );
+}

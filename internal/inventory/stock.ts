@@ -46,3 +46,27 @@ export async function setStock(db: Queryable, stock: Record<string, number>): Pr
     await db.query(`UPDATE products SET stock = $2, updated_at = now() WHERE id = $1`, [id, value]);
   }
 }
+
+/**
+ * Runs on the caller's transaction client: locks the rows of `productIds` (in id order, so two
+ * batches locking overlapping products cannot deadlock) and returns their stock. Unknown ids
+ * are absent. The locks hold until the transaction ends.
+ */
+export async function lockStock(tx: Queryable, productIds: readonly string[]): Promise<Map<string, number>> {
+  const { rows } = await tx.query<{ id: string; stock: number }>(
+    `SELECT id, stock FROM products WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+    [[...productIds]],
+  );
+  return new Map(rows.map((row) => [row.id, row.stock]));
+}
+
+/** Runs on the caller's transaction client, after lockStock: takes each product's summed quantity in one statement. */
+export async function takeStockAmounts(tx: Queryable, amounts: ReadonlyMap<string, number>): Promise<void> {
+  if (amounts.size === 0) return;
+  await tx.query(
+    `UPDATE products p SET stock = p.stock - t.quantity, updated_at = now()
+       FROM unnest($1::text[], $2::int[]) AS t(id, quantity)
+      WHERE p.id = t.id`,
+    [[...amounts.keys()], [...amounts.values()]],
+  );
+}

@@ -125,11 +125,11 @@ export type SpeakerColor = (typeof WORKER_COLORS)[number] | 'magenta' | 'gray' |
 
 /** The color a speaker's prefix has in the terminal; the dashboard's feed uses the same. */
 export function speakerColorName(speaker: string): SpeakerColor {
-  const worker = /^Worker-(\d+)$/.exec(speaker);
+  const worker = /(?:^|\/)Worker-(\d+)$/.exec(speaker); // "Worker-3", "relay-2/Worker-3"
   if (worker) return WORKER_COLORS[Number(worker[1]) % WORKER_COLORS.length]!;
   if (speaker === 'API') return 'cyan';
   if (speaker === 'Inventory') return 'magenta';
-  if (speaker === 'DB') return 'gray';
+  if (speaker === 'DB' || speaker === 'Listener') return 'gray';
   return 'white';
 }
 

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
-import { enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
+import { enqueueEvent, enqueueEvents, ORDER_CREATED, type NewEvent } from '../outbox/outbox.ts';
 import type { CrashHook } from '../faults/faults.ts';
 import { requestHash, takeIdempotencyKey } from './idempotency.ts';
 import { isUuid, type OrderInput } from './validate.ts';
@@ -44,7 +44,12 @@ interface OrderRow {
 const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, created_at, updated_at';
 
 /** A new order with its event's message id, or (replayed) the order an earlier request with the same Idempotency-Key created. */
-export type PlacedOrder = { order: Order; replayed: false; messageId: string } | { order: Order; replayed: true };
+export type PlacedOrder = NewOrder | { order: Order; replayed: true };
+export interface NewOrder {
+  order: Order;
+  replayed: false;
+  messageId: string;
+}
 
 export interface PlaceOrderOptions {
   idempotencyKey?: string;
@@ -53,6 +58,8 @@ export interface PlaceOrderOptions {
 }
 
 /** Writes the order and its event atomically; an unknown product is UNKNOWN_PRODUCT and writes nothing. */
+export async function placeOrder(pool: Pool, input: OrderInput, options?: PlaceOrderOptions & { idempotencyKey?: undefined }): Promise<NewOrder>;
+export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOrderOptions): Promise<PlacedOrder>;
 export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOrderOptions = {}): Promise<PlacedOrder> {
   const orderId = randomUUID();
   const messageId = randomUUID();
@@ -69,13 +76,7 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
         [orderId, input.productId, input.quantity, input.userId ?? null],
       );
       options.crash?.('mid-order');
-      const payload: OrderCreatedPayload = {
-        orderId,
-        productId: input.productId,
-        quantity: input.quantity,
-        userId: input.userId ?? null,
-      };
-      await enqueueEvent(tx, { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload });
+      await enqueueEvent(tx, orderCreated(orderId, messageId, input));
       return { order: toOrder(rows[0]!), messageId, replayed: false };
     });
   } catch (error) {
@@ -141,6 +142,16 @@ export async function deleteAllOrders(tx: Queryable): Promise<number> {
   return rowCount ?? 0;
 }
 
+function orderCreated(orderId: string, messageId: string, input: OrderInput): NewEvent {
+  const payload: OrderCreatedPayload = {
+    orderId,
+    productId: input.productId,
+    quantity: input.quantity,
+    userId: input.userId ?? null,
+  };
+  return { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload };
+}
+
 function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
@@ -152,4 +163,52 @@ function toOrder(row: OrderRow): Order {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+export interface Settlement {
+  orderId: string;
+  status: Exclude<OrderStatus, 'PENDING'>;
+  reason: string | null;
+}
+
+/**
+ * The batch form of settleOrder, on the consumer's transaction client: one UPDATE for every
+ * order. Returns how many PENDING orders it settled (fewer than asked means some were not PENDING).
+ */
+export async function settleOrders(tx: Queryable, settlements: readonly Settlement[]): Promise<number> {
+  if (settlements.length === 0) return 0;
+  const { rowCount } = await tx.query(
+    `UPDATE orders o SET status = s.status, reject_reason = s.reason, updated_at = now()
+       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(id, status, reason)
+      WHERE o.id = s.id AND o.status = 'PENDING'`,
+    [settlements.map((s) => s.orderId), settlements.map((s) => s.status), settlements.map((s) => s.reason)],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Many orders and their events in one transaction of two statements (the benchmark and the
+ * scale-out test load thousands at once; the API places them one by one with placeOrder).
+ */
+export async function placeOrdersInBulk(pool: Pool, inputs: readonly OrderInput[]): Promise<NewOrder[]> {
+  const placed = inputs.map((input) => ({ input, orderId: randomUUID(), messageId: randomUUID() }));
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<OrderRow>(
+      `INSERT INTO orders (id, product_id, quantity, user_id)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[])
+       RETURNING ${ORDER_COLUMNS}`,
+      [
+        placed.map((p) => p.orderId),
+        placed.map((p) => p.input.productId),
+        placed.map((p) => p.input.quantity),
+        placed.map((p) => p.input.userId ?? null),
+      ],
+    );
+    await enqueueEvents(
+      tx,
+      placed.map(({ input, orderId, messageId }) => orderCreated(orderId, messageId, input)),
+    );
+    const byId = new Map(rows.map((row) => [row.id, toOrder(row)]));
+    return placed.map((p) => ({ order: byId.get(p.orderId)!, messageId: p.messageId, replayed: false as const }));
+  });
 }

@@ -9,6 +9,12 @@ import { Waker } from './waker.ts';
 /** Delivers one event; resolves with a short outcome word once the consumer committed. */
 export type Deliver = (event: OutboxEvent, workerName: string) => Promise<string>;
 
+/**
+ * Delivers a whole claim at once; one settled result per event, in order (a rejected one is
+ * retried like a failed `Deliver`). Optional: without it, events go one by one.
+ */
+export type DeliverBatch = (events: OutboxEvent[], workerName: string) => Promise<PromiseSettledResult<string>[]>;
+
 export interface RelayOptions {
   workers: number;
   pollIntervalMs: number;
@@ -32,6 +38,7 @@ export interface RelayHooks {
 export interface RelayDeps {
   store: OutboxStore;
   deliver: Deliver;
+  deliverBatch?: DeliverBatch;
   logger: Logger;
   hooks?: RelayHooks;
   /** Told about claims and deliveries as they happen (metrics); optional. */
@@ -69,9 +76,9 @@ export class Relay {
     this.loops = this.workerNames.map((name) => this.loop(name));
   }
 
-  /** Wakes idle workers now (an event was just committed), instead of at the next poll. */
+  /** Wakes an idle worker now (an event was just committed), instead of at the next poll. */
   nudge(): void {
-    this.waker.wake();
+    this.waker.wakeOne();
   }
 
   /** Stops claiming, lets in-flight deliveries finish, hands back claimed-but-unstarted events. */
@@ -119,24 +126,34 @@ export class Relay {
     await hooks.afterClaim?.(name, events);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
-    for (const [index, event] of events.entries()) {
-      if (this.stopping) {
-        const rest = events.slice(index).map((e) => e.id);
+    // Attempts are counted when claimed, so deliveries that killed the process count too:
+    // an event that keeps crashing its worker stops here instead of looping forever.
+    const deliverable: OutboxEvent[] = [];
+    for (const event of events) {
+      if (event.attempts > this.maxAttempts) {
+        await this.giveUp(log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
+      } else {
+        deliverable.push(event);
+      }
+    }
+    const batched =
+      this.deps.deliverBatch && deliverable.length > 1 ? await settleBatch(this.deps.deliverBatch, deliverable, name) : undefined;
+    for (const [index, event] of deliverable.entries()) {
+      if (this.stopping && !batched) {
+        const rest = deliverable.slice(index).map((e) => e.id);
         await this.deps.store.release(rest, token).catch(() => undefined);
         log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
         break;
       }
-      // Attempts are counted when claimed, so deliveries that killed the process count too:
-      // an event that keeps crashing its worker stops here instead of looping forever.
-      if (event.attempts > this.maxAttempts) {
-        const why = `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`;
-        await this.giveUp(log, token, event, why);
-        continue;
-      }
       const started = performance.now();
       try {
-        await hooks.beforeDeliver?.(name, event);
-        const outcome = await this.deps.deliver(event, name);
+        let outcome: string;
+        if (batched) {
+          outcome = settledValue(batched[index]);
+        } else {
+          await hooks.beforeDeliver?.(name, event);
+          outcome = await this.deps.deliver(event, name);
+        }
         await hooks.afterDeliver?.(name, event);
         this.deps.observer?.onDelivered(name, performance.now() - started);
         delivered.push(event.id);
@@ -184,4 +201,19 @@ export class Relay {
       log.warn(`could not dead-letter ${event.messageId} (${(storeError as Error).message}); its lease will expire and it comes back`);
     }
   }
+}
+
+/** A batch that fails as a whole fails each of its events (each is retried later). */
+async function settleBatch(deliverBatch: DeliverBatch, events: OutboxEvent[], name: string): Promise<PromiseSettledResult<string>[]> {
+  try {
+    return await deliverBatch(events, name);
+  } catch (error) {
+    return events.map(() => ({ status: 'rejected', reason: error }));
+  }
+}
+
+function settledValue(result: PromiseSettledResult<string> | undefined): string {
+  if (result === undefined) throw new Error('the batch consumer returned no result for this event');
+  if (result.status === 'rejected') throw result.reason;
+  return result.value;
 }

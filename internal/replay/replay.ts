@@ -127,9 +127,7 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps): Promi
 
 /** A brand-new order event, delivered once for real, so there is something to replay. */
 async function deliverFresh(options: ReplayOptions, deps: ReplayDeps, log: Logger): Promise<ReplayResult['fresh']> {
-  const placed = await placeOrder(deps.pool, { productId: options.freshProductId, quantity: 1, userId: 'replay-fresh' });
-  if (placed.replayed) throw new AppError('INTERNAL', 'a fresh order cannot be a replay');
-  const { order, messageId } = placed;
+  const { order, messageId } = await placeOrder(deps.pool, { productId: options.freshProductId, quantity: 1, userId: 'replay-fresh' });
   log.info(`--fresh: order ${order.id.slice(0, 8)}… placed (1 × ${order.productId}), message ${messageId}; first delivery:`);
   if (deps.serverRunning) {
     deps.nudge?.();

@@ -1,0 +1,40 @@
+// `npm run bench` end to end at toy sizes: every part runs and reports, and it cleans up after
+// itself. Whether the numbers meet their targets is the benchmark's business, not the tests'.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { testAdminDatabaseUrl } from '../../internal/config/config.ts';
+import { runScript } from '../../internal/testkit/process.ts';
+
+describe('npm run bench', () => {
+  it('measures every part at toy sizes and prints one JSON result, leaving no database behind', async () => {
+    const adminUrl = testAdminDatabaseUrl();
+    const bench = runScript(
+      'cmd/bench/main.ts',
+      ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000', '--json'],
+      { DATABASE_URL: adminUrl },
+    );
+    const code = await bench.exited;
+    assert.ok(code === 0 || code === 1, `exit ${code} means the benchmark itself failed:\n${bench.output()}`);
+    const result = JSON.parse(bench.stdout());
+
+    assert.deepEqual(result.throughput.map((t: { mode: string }) => t.mode), ['per-message', 'batch']);
+    for (const t of result.throughput) assert.ok(t.relayPerSecond > 0 && t.ceilingPerSecond > 0, JSON.stringify(t));
+    assert.deepEqual(result.latency.map((l: { wakeup: string }) => l.wakeup), ['notify', 'poll']);
+    for (const l of result.latency) assert.equal(l.missing, 0, 'every order placed was seen consumed');
+    assert.equal(result.api.runs.length, 2);
+    assert.ok(result.api.runs.every((r: { failed: number }) => r.failed === 0));
+    assert.match(result.claimPlan.plan, /Index Scan using outbox_available_idx/);
+    assert.equal(result.ok, result.targets.every((t: { met: boolean }) => t.met));
+    assert.equal(code, result.ok ? 0 : 1);
+
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query(`SELECT datname FROM pg_database WHERE datname LIKE 'outbox_bench%'`);
+      assert.deepEqual(rows, [], 'the benchmark dropped its databases');
+    } finally {
+      await client.end();
+    }
+  });
+});

@@ -1,0 +1,55 @@
+// npm run bench: measure the pipeline on a fresh database and print the Performance table.
+import { Command, InvalidArgumentError } from 'commander';
+import { BENCH_DEFAULTS, BENCH_PARTS, runBenchmark, type BenchPart } from '../../internal/bench/bench.ts';
+import { formatBenchReport } from '../../internal/bench/report.ts';
+import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
+import { createConsoleLogger } from '../../internal/log/logger.ts';
+
+const d = BENCH_DEFAULTS;
+const options = new Command('bench')
+  .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory')
+  .option('--events <n>', 'pre-filled events the relay drains, per mode', positiveInt, d.events)
+  .option('--rounds <n>', 'relay and ceiling runs per mode, alternating; best of each', positiveInt, d.rounds)
+  .option('--workers <n>', 'relay workers (and ceiling connections)', positiveInt, d.workers)
+  .option('--batch-size <n>', 'claim size in per-message mode (and for the API server)', positiveInt, d.batchSize)
+  .option('--batched-batch-size <n>', 'claim size in batched mode', positiveInt, d.batchedBatchSize)
+  .option('--rate <n>', 'offered load for the latency runs, orders/s', positiveInt, d.rate)
+  .option('--latency-seconds <n>', 'duration of each latency run', positiveInt, d.latencyMs / 1000)
+  .option('--api-orders <n>', 'orders per API run (and for the direct run)', positiveInt, d.apiOrders)
+  .option('--api-concurrency <n>', 'requests in flight', positiveInt, d.apiConcurrency)
+  .option('--api-runs <n>', 'API runs (memory must not grow across them)', positiveInt, d.apiRuns)
+  .option('--explain-rows <n>', 'events waiting when the claim is EXPLAINed', positiveInt, d.explainRows)
+  .option('--only <part...>', `only these parts: ${BENCH_PARTS.join(', ')} (default: all)`, parts)
+  .option('--json', 'print one JSON result object instead of the table')
+  .parse()
+  .opts<{
+    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
+    apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; only?: BenchPart[]; json?: boolean;
+  }>();
+
+const config = loadConfig();
+const logger = createConsoleLogger({ level: 'warn', color: colorEnabled(process.stderr), stream: process.stderr });
+try {
+  const result = await runBenchmark(
+    config,
+    { ...options, latencyMs: options.latencySeconds * 1000, only: options.only ?? [] },
+    { logger, onPhase: (message) => process.stderr.write(`… ${message}\n`) },
+  );
+  const color = !options.json && colorEnabled(process.stdout);
+  process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatBenchReport(result, color)}\n`);
+  process.exitCode = result.ok ? 0 : 1;
+} catch (error) {
+  process.stderr.write(`benchmark failed: ${(error as Error).stack ?? error}\n`);
+  process.exitCode = 2;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function parts(value: string, previous: BenchPart[] | undefined): BenchPart[] {
+  if (!(BENCH_PARTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
+  return [...(previous ?? []), value as BenchPart];
+}

@@ -1,0 +1,34 @@
+// `npm run relay`: relay workers without the API. Run several (here or on other machines,
+// each with its own --name) against one database and they share the outbox: FOR UPDATE SKIP
+// LOCKED and the lease work across processes exactly as they do across workers.
+import os from 'node:os';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../log/logger.ts';
+import { startWorkers } from './workers.ts';
+import { connectDatabase } from './wiring.ts';
+
+export interface RunningRelay {
+  /** The process's relay name, the prefix of its worker names. */
+  name: string;
+  close(): Promise<void>;
+}
+
+export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
+  const name = config.relayName ?? `relay-${os.hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 40);
+  // Opens (or attaches to) the database and applies migrations; its pool is only for that.
+  const db = await connectDatabase(config, logger, 'relay-main', 1);
+  try {
+    const workers = await startWorkers({ ...config, relayName: name }, logger, { url: db.server.url });
+    logger.child('Relay').info(`${name}: ${workers.describe()} on the ${db.server.kind} PostgreSQL`);
+    return {
+      name,
+      async close() {
+        await workers.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}

@@ -1,0 +1,120 @@
+// The relay side of a process, wired once for everyone who runs workers: the server, a
+// stand-alone relay (`npm run relay`) and the benchmark. Pools → consumer (per-message or
+// batched) → relay workers → the listener that wakes them.
+import type { Config } from '../config/config.ts';
+import { closePool, createPool } from '../db/pool.ts';
+import { createBatchConsumer } from '../inventory/batch-consumer.ts';
+import { createInventoryConsumer, type InventoryConsumer } from '../inventory/consumer.ts';
+import type { CrashHook, FailureInjector } from '../faults/faults.ts';
+import type { Logger } from '../log/logger.ts';
+import { OutboxListener } from '../outbox/listener.ts';
+import { createOutboxStore } from '../outbox/outbox.ts';
+import { Relay, type DeliverBatch, type RelayObserver } from '../relay/relay.ts';
+
+export interface WorkersOptions {
+  /** The application database. */
+  url: string;
+  /** Fault injection: crash points in the relay and the consumer. */
+  crash?: CrashHook;
+  /** Fault injection: deliveries that fail on purpose. */
+  faults?: FailureInjector;
+  /** Told about claims and deliveries (metrics). */
+  observer?: RelayObserver;
+  /** Called after the consumer committed these messages (the benchmark times them). */
+  onConsumed?: (messageIds: readonly string[]) => void;
+}
+
+export interface Workers {
+  relay: Relay;
+  /** The per-message consumer, for tools that deliver by hand (replay). */
+  consumer: InventoryConsumer;
+  /** Undefined when WAKEUP=poll. */
+  listener: OutboxListener | undefined;
+  /** "5 workers, poll every 500 ms, wake-up notify, per-message consumer": for start-up banners. */
+  describe(): string;
+  /** Stops listening, stops the workers gracefully, closes their pools. */
+  close(): Promise<void>;
+}
+
+/** Builds and starts the workers (and their listener); resolves once the listener is listening. */
+export async function startWorkers(config: Config, logger: Logger, options: WorkersOptions): Promise<Workers> {
+  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs };
+  // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
+  // role's sessions are visible by name in pg_stat_activity.
+  // The relay's own writes (lease, delete, retry) need not wait for the disk: if a crash
+  // forgets one, the event is simply delivered again and the consumer skips the duplicate.
+  // That takes two of every batch's three flushes off the commit path. The consumer's
+  // transaction, which is the effect, stays fully durable.
+  const relayPool = createPool(
+    { ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1, asyncCommit: true },
+    logger,
+  );
+  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
+
+  const crash = options.crash ?? (() => {});
+  const consumer = createInventoryConsumer({ pool: inventoryPool, logger, crash });
+  const consumed = options.onConsumed ?? (() => {});
+  let deliverBatch: DeliverBatch | undefined;
+  if (config.consumerMode === 'batch') {
+    const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
+    deliverBatch = async (events, workerName) => {
+      for (const event of events) options.faults?.maybeFail(event.messageId);
+      const results = await batch.handleBatch(events, workerName);
+      consumed(events.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
+      return results;
+    };
+  }
+  const relay = new Relay(
+    {
+      store: createOutboxStore(relayPool, {
+        batchSize: config.batchSize,
+        leaseMs: config.leaseMs,
+        retryBaseMs: config.retryBaseMs,
+        retryMaxMs: config.retryMaxMs,
+      }),
+      deliver: async (event, workerName) => {
+        options.faults?.maybeFail(event.messageId);
+        const outcome = await consumer.handle(event, workerName);
+        consumed([event.messageId]);
+        return outcome;
+      },
+      deliverBatch,
+      logger,
+      hooks: { afterClaim: () => crash('after-claim'), afterDeliver: () => crash('after-consume') },
+      observer: options.observer,
+    },
+    {
+      workers: config.workers,
+      pollIntervalMs: config.pollIntervalMs,
+      maxAttempts: config.maxAttempts,
+      namePrefix: workerNamePrefix(config),
+    },
+  );
+  const listener =
+    config.wakeup === 'notify' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge() }) : undefined;
+  relay.start();
+  await listener?.start();
+
+  let closing: Promise<void> | undefined;
+  return {
+    relay,
+    consumer,
+    listener,
+    describe: () =>
+      `${config.workers} workers, poll every ${config.pollIntervalMs} ms, ` +
+      `wake-up ${config.wakeup}, ${config.consumerMode} consumer, batches of up to ${config.batchSize}`,
+    close() {
+      closing ??= (async () => {
+        await listener?.close();
+        await relay.stop();
+        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** "Worker-" in the server; "relay-2/Worker-" in a relay process named relay-2. */
+export function workerNamePrefix(config: Pick<Config, 'relayName'>): string {
+  return config.relayName ? `${config.relayName}/Worker-` : 'Worker-';
+}

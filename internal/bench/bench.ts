@@ -1,0 +1,146 @@
+// `npm run bench`: every number of the Performance section, measured in one run on fresh
+// databases, each next to the ceiling it is judged against. Timing belongs here, not in tests.
+import os from 'node:os';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../log/logger.ts';
+import { explainClaim } from '../outbox/outbox.ts';
+import { measureApi, type ApiResult } from './api.ts';
+import { measureCommitRate, type CommitRate } from './commit-rate.ts';
+import { openBenchDatabases } from './databases.ts';
+import { measureLatency, type LatencyResult } from './latency.ts';
+import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
+import { evaluateTargets, type TargetCheck } from './targets.ts';
+
+export interface BenchOptions {
+  events: number;
+  /** Relay and ceiling runs per mode, alternating; the best of each counts. */
+  rounds: number;
+  workers: number;
+  /** Claim size in per-message mode (the server's default) and in batched mode. */
+  batchSize: number;
+  batchedBatchSize: number;
+  rate: number;
+  latencyMs: number;
+  apiOrders: number;
+  apiConcurrency: number;
+  apiRuns: number;
+  /** Rows in the outbox when the claim is EXPLAINed. */
+  explainRows: number;
+  /** Only these parts (all when empty): quick runs while tuning one of them. */
+  only: BenchPart[];
+}
+
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain'] as const;
+export type BenchPart = (typeof BENCH_PARTS)[number];
+
+export const BENCH_DEFAULTS: BenchOptions = {
+  events: 20_000,
+  rounds: 2,
+  workers: 5,
+  batchSize: 10,
+  batchedBatchSize: 100,
+  rate: 200,
+  latencyMs: 10_000,
+  apiOrders: 10_000,
+  apiConcurrency: 64,
+  apiRuns: 3,
+  explainRows: 50_000,
+  only: [],
+};
+
+export interface BenchResult {
+  machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; database: string };
+  options: BenchOptions;
+  /** Durable commits per second from 1 and from `workers` connections: the floor under everything. */
+  commitRates: CommitRate[];
+  throughput: ThroughputResult[];
+  latency: LatencyResult[];
+  api: ApiResult | undefined;
+  claimPlan: { rows: number; plan: string } | undefined;
+  targets: TargetCheck[];
+  ok: boolean;
+  durationMs: number;
+}
+
+export async function runBenchmark(
+  config: Config,
+  options: BenchOptions,
+  deps: { logger: Logger; onPhase: (message: string) => void },
+): Promise<BenchResult> {
+  const started = performance.now();
+  const phase = deps.onPhase;
+  const settings: Config = { ...config, workers: options.workers, logLevel: 'silent' };
+  const wanted = (part: BenchPart) => options.only.length === 0 || options.only.includes(part);
+  phase('starting a fresh PostgreSQL');
+  const databases = await openBenchDatabases(config.databaseUrl, deps.logger.child('DB'));
+  try {
+    phase('durable commits per second on this disk');
+    const commitRates = [await measureCommitRate(databases, 1), await measureCommitRate(databases, options.workers)];
+
+    const throughput: ThroughputResult[] = [];
+    for (const [mode, batchSize] of [['per-message', options.batchSize], ['batch', options.batchedBatchSize]] as const) {
+      if (!wanted('relay')) break;
+      phase(`relay, ${mode} consumer: drain ${options.events} events with ${options.workers} workers, then the ceiling`);
+      throughput.push(await measureThroughput(databases, settings, { events: options.events, mode, batchSize, rounds: options.rounds }));
+    }
+
+    const latency: LatencyResult[] = [];
+    for (const wakeup of ['notify', 'poll'] as const) {
+      if (!wanted('latency')) break;
+      phase(`latency, wake-up ${wakeup}: ${options.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
+      latency.push(
+        await measureLatency(databases, settings, { wakeup, rate: options.rate, durationMs: options.latencyMs, pollIntervalMs: 1_000 }),
+      );
+    }
+
+    let api: ApiResult | undefined;
+    if (wanted('api')) {
+      phase(`order API: ${options.apiRuns} runs of ${options.apiOrders} orders over HTTP, and the same transaction directly`);
+      api = await measureApi(
+        databases,
+        { ...settings, batchSize: options.batchSize },
+        { orders: options.apiOrders, concurrency: options.apiConcurrency, runs: options.apiRuns },
+        phase,
+      );
+    }
+
+    let claimPlan: BenchResult['claimPlan'];
+    if (wanted('explain')) {
+      phase(`claim plan with ${options.explainRows} events waiting`);
+      claimPlan = await planWithBacklog(databases, options);
+    }
+
+    const targets = evaluateTargets({ throughput, latency, api });
+    return {
+      machine: {
+        cpus: os.availableParallelism(),
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memoryGb: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+        database: databases.description,
+      },
+      options,
+      commitRates,
+      throughput,
+      latency,
+      api,
+      claimPlan,
+      targets,
+      ok: targets.every((t) => t.met),
+      durationMs: performance.now() - started,
+    };
+  } finally {
+    await databases.close();
+  }
+}
+
+async function planWithBacklog(databases: Awaited<ReturnType<typeof openBenchDatabases>>, options: BenchOptions) {
+  const db = await databases.fresh('explain');
+  try {
+    await seedOrders(db.pool, options.explainRows);
+    await db.pool.query('ANALYZE');
+    return { rows: options.explainRows, plan: await explainClaim(db.pool, options.batchSize) };
+  } finally {
+    await db.drop();
+  }
+}

@@ -1,0 +1,72 @@
+// The benchmark's table: what was measured, then each target with ✓ or ✗.
+import { Chalk, type ChalkInstance } from 'chalk';
+import type { ApiResult } from './api.ts';
+import type { BenchResult } from './bench.ts';
+import { ms, rate } from './targets.ts';
+
+export function formatBenchReport(result: BenchResult, color: boolean): string {
+  const c = new Chalk({ level: color ? 2 : 0 });
+  const { machine: m, options: o } = result;
+  const lines: string[] = [];
+  lines.push(c.bold(`outbox-demo benchmark: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, ${m.database}`));
+  lines.push('');
+  const rows: Array<[string, string]> = [];
+  rows.push([
+    'PostgreSQL durable commits (the floor)',
+    result.commitRates.map((r) => `${rate(r.commitsPerSecond)}/s from ${r.connections} connection${r.connections === 1 ? '' : 's'}`).join(' · '),
+  ]);
+  for (const t of result.throughput) {
+    const label = t.mode === 'per-message' ? 'per-message' : 'batched';
+    rows.push([
+      `relay, ${label} (claims of ${t.batchSize}, ${o.workers} workers, best of ${t.rounds})`,
+      `${rate(t.relayPerSecond)} events/s · ceiling ${rate(t.ceilingPerSecond)} · ratio ${t.ratio.toFixed(2)}`,
+    ]);
+  }
+  for (const l of result.latency) {
+    const label = l.wakeup === 'notify' ? 'wake-up (NOTIFY)' : `polling only (every ${l.pollIntervalMs / 1000} s)`;
+    const missing = l.missing > 0 ? c.red(` · ${l.missing} not seen`) : '';
+    rows.push([
+      `latency, ${label}, ${l.rate} orders/s`,
+      `p50 ${ms(l.p50)} · p95 ${ms(l.p95)} · p99 ${ms(l.p99)} (${l.count} orders)${missing}`,
+    ]);
+  }
+  if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
+  const width = Math.max(...rows.map(([k]) => k.length));
+  lines.push(c.bold('Measured'));
+  for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
+
+  lines.push('');
+  lines.push(c.bold('Targets'));
+  const nameWidth = Math.max(...result.targets.map((t) => t.name.length));
+  const targetWidth = Math.max(...result.targets.map((t) => t.target.length));
+  for (const t of result.targets) {
+    const mark = t.met ? c.green('✓') : c.red('✗');
+    lines.push(`  ${mark} ${t.name.padEnd(nameWidth)}  ${t.target.padEnd(targetWidth)}  ${t.measured}`);
+  }
+
+  if (result.claimPlan) {
+    lines.push('');
+    lines.push(c.bold(`Claim plan with ${rate(result.claimPlan.rows)} events waiting`) + ' (EXPLAIN: index scans only, stopping after LIMIT rows)');
+    for (const line of result.claimPlan.plan.split('\n')) lines.push(`  ${line}`);
+  }
+  lines.push('');
+  const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);
+  lines.push(`${verdict} · ${(result.durationMs / 1000).toFixed(0)} s in all`);
+  return lines.join('\n');
+}
+
+function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[string, string]> {
+  const rows: Array<[string, string]> = [
+    [
+      `order API over HTTP, ${api.concurrency} in flight`,
+      `${rate(api.apiPerSecond)} orders/s (runs ${api.runs.map((r) => rate(r.ordersPerSecond)).join(', ')}) · direct ${rate(api.directPerSecond)} · ratio ${api.ratio.toFixed(2)}`,
+    ],
+  ];
+  const failed = api.runs.reduce((sum, r) => sum + r.failed, 0);
+  if (failed > 0) rows.push(['failed HTTP requests', c.red(String(failed))]);
+  rows.push([
+    `server RSS after each run of ${rate(orders)} orders`,
+    api.runs.map((r) => (r.rssMb === undefined ? 'n/a' : `${r.rssMb.toFixed(0)} MB`)).join(' → ') + ` (${rate(api.ordersServed)} orders in all)`,
+  ]);
+  return rows;
+}

@@ -1,0 +1,88 @@
+// The issue's targets for this 2-core machine, checked against one run's measurements.
+import type { ApiResult } from './api.ts';
+import type { LatencyResult } from './latency.ts';
+import type { ThroughputResult } from './relay-throughput.ts';
+
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+const RSS_LIMIT_MB = 200;
+/**
+ * "No growth": the last run's RSS at most this much above the first's. RSS moves by ±15 MB
+ * between runs with garbage collection alone (measured); a leak of 2 KB per order adds 20 MB
+ * per run of 10,000, so three runs show it.
+ */
+const RSS_GROWTH_TOLERANCE_MB = 20;
+
+export function evaluateTargets(m: { throughput: ThroughputResult[]; latency: LatencyResult[]; api: ApiResult | undefined }): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const perMessage = m.throughput.find((t) => t.mode === 'per-message');
+  const batched = m.throughput.find((t) => t.mode === 'batch');
+  if (perMessage) {
+    checks.push({
+      name: 'relay, per-message ÷ ceiling',
+      target: '≥ 0.70',
+      measured: `${perMessage.ratio.toFixed(2)} (${rate(perMessage.relayPerSecond)} of ${rate(perMessage.ceilingPerSecond)} events/s)`,
+      met: perMessage.ratio >= 0.7,
+    });
+    checks.push({ name: 'relay, per-message', target: '≥ 2,500 events/s', measured: `${rate(perMessage.relayPerSecond)} events/s`, met: perMessage.relayPerSecond >= 2_500 });
+  }
+  if (batched) {
+    checks.push({ name: 'relay, batched', target: '≥ 10,000 events/s', measured: `${rate(batched.relayPerSecond)} events/s`, met: batched.relayPerSecond >= 10_000 });
+  }
+  const notify = m.latency.find((l) => l.wakeup === 'notify');
+  const poll = m.latency.find((l) => l.wakeup === 'poll');
+  if (notify) {
+    checks.push({ name: 'latency with wake-up, p50', target: '≤ 5 ms', measured: ms(notify.p50), met: notify.p50 <= 5 && notify.missing === 0 });
+    checks.push({ name: 'latency with wake-up, p99', target: '≤ 50 ms', measured: ms(notify.p99), met: notify.p99 <= 50 && notify.missing === 0 });
+  }
+  if (notify && poll) {
+    const factor = poll.p50 / Math.max(notify.p50, 0.001);
+    checks.push({ name: 'p50 polling (1 s) ÷ p50 wake-up', target: '≥ 100×', measured: `${factor.toFixed(0)}× (${ms(poll.p50)} vs ${ms(notify.p50)})`, met: factor >= 100 });
+  }
+  if (m.api) checks.push(...apiTargets(m.api));
+  return checks;
+}
+
+function apiTargets(api: ApiResult): TargetCheck[] {
+  const checks: TargetCheck[] = [
+    {
+      name: 'API over HTTP ÷ direct',
+      target: '≥ 0.50',
+      measured: `${api.ratio.toFixed(2)} (${rate(api.apiPerSecond)} of ${rate(api.directPerSecond)} orders/s)`,
+      met: api.ratio >= 0.5,
+    },
+    {
+      name: 'API over HTTP',
+      target: '≥ 2,000 orders/s',
+      measured: `${rate(api.apiPerSecond)} orders/s`,
+      met: api.apiPerSecond >= 2_000 && api.runs.every((r) => r.failed === 0),
+    },
+  ];
+  const rss = api.runs.map((r) => r.rssMb);
+  if (rss.some((r) => r === undefined) || rss.length === 0) return checks;
+  const mb = rss as number[];
+  const first = mb[0]!;
+  const last = mb[mb.length - 1]!;
+  const peak = Math.max(...mb);
+  checks.push({ name: `server RSS, ${rate(api.ordersServed)} orders`, target: `≤ ${RSS_LIMIT_MB} MB`, measured: `peak ${peak.toFixed(0)} MB`, met: peak <= RSS_LIMIT_MB });
+  checks.push({
+    name: `server RSS across ${mb.length} runs`,
+    target: `no growth (≤ +${RSS_GROWTH_TOLERANCE_MB} MB)`,
+    measured: `${mb.map((r) => r.toFixed(0)).join(' → ')} MB`,
+    met: last <= first + RSS_GROWTH_TOLERANCE_MB,
+  });
+  return checks;
+}
+
+export function rate(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function ms(n: number): string {
+  return Number.isNaN(n) ? 'n/a' : `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`;
+}

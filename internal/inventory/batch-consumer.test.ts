@@ -1,0 +1,150 @@
+// Batched consumption must end in exactly the state one-by-one consumption ends in, for the
+// same deliveries: duplicates, rejections for short stock and a poison message included.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { isAppError } from '../errors/errors.ts';
+import { createSilentLogger } from '../log/logger.ts';
+import { placeOrdersInBulk } from '../orders/orders.ts';
+import { createOutboxStore, enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
+import { Relay } from '../relay/relay.ts';
+import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createBatchConsumer } from './batch-consumer.ts';
+import { createInventoryConsumer, type Delivery } from './consumer.ts';
+import { setStock } from './stock.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase(import.meta.filename);
+});
+after(() => db.drop());
+beforeEach(() => db.pool.query('TRUNCATE orders, outbox, processed_messages, skipped_duplicates'));
+
+const STOCK = { widget: 5, gadget: 25 };
+
+/** Orders whose deliveries, in this order, confirm some and reject others for short stock. */
+async function deliveriesWithDuplicatesAndPoison(): Promise<Delivery[]> {
+  const orders = await placeOrdersInBulk(db.pool, [
+    { productId: 'widget', quantity: 2 },
+    { productId: 'widget', quantity: 2 },
+    { productId: 'gadget', quantity: 10 },
+    { productId: 'widget', quantity: 2 }, // rejected: 1 left
+    { productId: 'widget', quantity: 1 },
+    { productId: 'gadget', quantity: 20 }, // rejected: 15 left
+    { productId: 'widget', quantity: 3 }, // rejected: 0 left
+    { productId: 'gadget', quantity: 15 },
+  ]);
+  const d = orders.map(({ order, messageId }) => ({
+    messageId,
+    eventType: ORDER_CREATED,
+    payload: { orderId: order.id, productId: order.productId, quantity: order.quantity, userId: null },
+  }));
+  const poison: Delivery = { messageId: crypto.randomUUID(), eventType: ORDER_CREATED, payload: { orderId: 'x', quantity: -1 } };
+  // In batches of 4: the poison one's batch falls back to one by one; the others stay batched
+  // and hold a duplicate inside the batch (d[4] twice) and duplicates of earlier batches.
+  return [d[0]!, d[1]!, poison, d[2]!, d[3]!, d[1]!, d[4]!, d[4]!, d[5]!, d[6]!, d[2]!, d[7]!, d[5]!];
+}
+
+async function finalState() {
+  const q = async (sql: string) => (await db.pool.query(sql)).rows;
+  return {
+    products: await q(`SELECT id, stock FROM products ORDER BY id`),
+    orders: await q(`SELECT id, status, reject_reason FROM orders ORDER BY id`),
+    processed: await q(`SELECT message_id, outcome, handled_by FROM processed_messages ORDER BY message_id`),
+    skipped: await q(`SELECT message_id, handled_by, count(*)::int AS n FROM skipped_duplicates GROUP BY 1, 2 ORDER BY 1`),
+  };
+}
+
+async function reset(): Promise<void> {
+  await db.pool.query(`TRUNCATE processed_messages, skipped_duplicates`);
+  await db.pool.query(`UPDATE orders SET status = 'PENDING', reject_reason = NULL`);
+  await setStock(db.pool, STOCK);
+}
+
+type Outcome = string;
+const describeResult = (r: PromiseSettledResult<string>): Outcome =>
+  r.status === 'fulfilled' ? r.value : isAppError(r.reason, 'POISON_MESSAGE') ? 'poison' : `error: ${r.reason}`;
+
+describe('batched consumption', () => {
+  it('ends in the same state as one-by-one, with duplicates, rejections and a poison message', async () => {
+    const deliveries = await deliveriesWithDuplicatesAndPoison();
+    const single = createInventoryConsumer({ pool: db.pool, logger: createSilentLogger() });
+    let fallbacks = 0;
+    const counting = { handle: (d: Delivery, by: string) => ((fallbacks += 1), single.handle(d, by)) };
+    const batch = createBatchConsumer({ pool: db.pool, logger: createSilentLogger(), single: counting });
+
+    await reset();
+    const oneByOne: Outcome[] = [];
+    for (const delivery of deliveries) {
+      oneByOne.push(describeResult(await single.handle(delivery, 'Worker-1').then(
+        (value) => ({ status: 'fulfilled', value }) as const,
+        (reason: unknown) => ({ status: 'rejected', reason }) as const,
+      )));
+    }
+    const expected = await finalState();
+
+    await reset();
+    const batched: Outcome[] = [];
+    for (let i = 0; i < deliveries.length; i += 4) {
+      batched.push(...(await batch.handleBatch(deliveries.slice(i, i + 4), 'Worker-1')).map(describeResult));
+    }
+    const actual = await finalState();
+
+    assert.deepEqual(batched, oneByOne);
+    assert.deepEqual(actual, expected);
+    assert.equal(fallbacks, 4, 'only the batch with the poison message fell back to one by one');
+    // And the state is the one the story says it is.
+    assert.deepEqual(oneByOne, [
+      'applied', 'applied', 'poison', 'applied', 'rejected', 'duplicate', 'applied', 'duplicate',
+      'rejected', 'rejected', 'duplicate', 'applied', 'duplicate',
+    ]);
+    assert.deepEqual(expected.products.map((p) => [p.id, p.stock]).filter(([id]) => id in STOCK), [['gadget', 0], ['widget', 0]]);
+    assert.equal(expected.skipped.reduce((n, s) => n + s.n, 0), 4);
+  });
+
+  it('a batch without trouble is one transaction and needs no fallback', async () => {
+    await reset();
+    const orders = await placeOrdersInBulk(db.pool, [
+      { productId: 'gadget', quantity: 1 },
+      { productId: 'widget', quantity: 1 },
+      { productId: 'gadget', quantity: 2 },
+    ]);
+    const single = createInventoryConsumer({ pool: db.pool, logger: createSilentLogger() });
+    let fallbacks = 0;
+    const counting = { handle: (d: Delivery, by: string) => ((fallbacks += 1), single.handle(d, by)) };
+    const batch = createBatchConsumer({ pool: db.pool, logger: createSilentLogger(), single: counting });
+    const deliveries = orders.map(({ order, messageId }) => ({
+      messageId,
+      eventType: ORDER_CREATED,
+      payload: { orderId: order.id, productId: order.productId, quantity: order.quantity, userId: null },
+    }));
+    const results = await batch.handleBatch(deliveries, 'Worker-2');
+    assert.deepEqual(results.map(describeResult), ['applied', 'applied', 'applied']);
+    assert.equal(fallbacks, 0);
+    const { rows } = await db.pool.query(`SELECT id, stock FROM products WHERE id IN ('gadget', 'widget') ORDER BY id`);
+    assert.deepEqual(rows, [{ id: 'gadget', stock: 22 }, { id: 'widget', stock: 4 }]);
+  });
+
+  it('through the relay: the poison event alone is retried, the rest of its batch is delivered and deleted', async () => {
+    await reset();
+    await placeOrdersInBulk(db.pool, Array.from({ length: 5 }, () => ({ productId: 'gadget', quantity: 1 })));
+    await enqueueEvent(db.pool, { messageId: crypto.randomUUID(), eventType: ORDER_CREATED, aggregateId: crypto.randomUUID(), payload: { nonsense: true } });
+    const single = createInventoryConsumer({ pool: db.pool, logger: createSilentLogger() });
+    const batch = createBatchConsumer({ pool: db.pool, logger: createSilentLogger(), single });
+    const relay = new Relay(
+      {
+        store: createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 }),
+        deliver: (event, worker) => single.handle(event, worker),
+        deliverBatch: (events, worker) => batch.handleBatch(events, worker),
+        logger: createSilentLogger(),
+      },
+      { workers: 1, pollIntervalMs: 20 },
+    );
+
+    assert.equal(await relay.runOnce('Worker-1'), 6, 'all six in one claim');
+    const left = await db.pool.query(`SELECT payload, last_error, lock_token FROM outbox`);
+    assert.deepEqual(left.rows, [{ payload: { nonsense: true }, last_error: 'malformed OrderCreated payload', lock_token: null }]);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM processed_messages WHERE outcome = 'applied'`);
+    assert.equal(rows[0].n, 5);
+    assert.equal((await db.pool.query(`SELECT stock FROM products WHERE id = 'gadget'`)).rows[0].stock, 20);
+  });
+});
