@@ -17,7 +17,7 @@ before(async () => {
   db = await createTestDatabase(import.meta.filename);
 });
 after(() => db.drop());
-beforeEach(() => db.pool.query('TRUNCATE orders, outbox, processed_messages, skipped_duplicates'));
+beforeEach(() => db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates'));
 
 const STOCK = { widget: 5, gadget: 25 };
 
@@ -124,7 +124,7 @@ describe('batched consumption', () => {
     assert.deepEqual(rows, [{ id: 'gadget', stock: 22 }, { id: 'widget', stock: 4 }]);
   });
 
-  it('through the relay: the poison event alone is retried, the rest of its batch is delivered and deleted', async () => {
+  it('through the relay: the poison event alone is dead-lettered, the rest of its batch is delivered and deleted', async () => {
     await reset();
     await placeOrdersInBulk(db.pool, Array.from({ length: 5 }, () => ({ productId: 'gadget', quantity: 1 })));
     await enqueueEvent(db.pool, { messageId: crypto.randomUUID(), eventType: ORDER_CREATED, aggregateId: crypto.randomUUID(), payload: { nonsense: true } });
@@ -141,8 +141,9 @@ describe('batched consumption', () => {
     );
 
     assert.equal(await relay.runOnce('Worker-1'), 6, 'all six in one claim');
-    const left = await db.pool.query(`SELECT payload, last_error, lock_token FROM outbox`);
-    assert.deepEqual(left.rows, [{ payload: { nonsense: true }, last_error: 'malformed OrderCreated payload', lock_token: null }]);
+    assert.equal((await db.pool.query(`SELECT 1 FROM outbox`)).rowCount, 0);
+    const dead = await db.pool.query(`SELECT payload, last_error FROM dead_letters`);
+    assert.deepEqual(dead.rows, [{ payload: { nonsense: true }, last_error: 'poison message: malformed OrderCreated payload' }]);
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM processed_messages WHERE outcome = 'applied'`);
     assert.equal(rows[0].n, 5);
     assert.equal((await db.pool.query(`SELECT stock FROM products WHERE id = 'gadget'`)).rows[0].stock, 20);

@@ -61,7 +61,7 @@ async function orderFromElsewhere(): Promise<string> {
 describe('wake-up by LISTEN/NOTIFY', () => {
   let p: ReturnType<typeof pipeline>;
   beforeEach(async () => {
-    await db.pool.query('TRUNCATE orders, outbox, processed_messages, skipped_duplicates');
+    await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
     p = pipeline();
     await p.listener.start();
     p.relay.start();
