@@ -133,17 +133,25 @@ const CLAIM_SQL = `UPDATE outbox
             lock_token = $3,
             locked_until = now() + $4 * interval '1 millisecond',
             available_at = now() + $4 * interval '1 millisecond',
-            attempts = attempts + 1,
-            -- Still leased means the last holder never finished: it died or stalled.
+            -- Still leased means the last holder never finished: it died or stalled. That only
+            -- counts as an attempt if the event was alone in that claim (see below).
+            attempts = attempts + 1 - CASE WHEN lock_token IS NOT NULL AND NOT claimed_alone THEN 1 ELSE 0 END,
+            claimed_alone = (lock_token IS NOT NULL),
             last_error = CASE WHEN lock_token IS NOT NULL
                               THEN 'lease of ' || locked_by || ' expired before it finished (process died or stalled)'
                               ELSE last_error END
       WHERE id = ANY (ARRAY(
-              SELECT id FROM outbox
-               WHERE available_at <= now()
-               ORDER BY available_at, id
-               LIMIT $1
-               FOR UPDATE SKIP LOCKED))
+              WITH candidates AS (
+                SELECT id, lock_token IS NOT NULL AS abandoned FROM outbox
+                 WHERE available_at <= now()
+                 ORDER BY available_at, id
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+              -- Events back from a dead worker are taken one per claim, so if one of them
+              -- kills the process again, the crash is pinned on it and not on its neighbours.
+              SELECT id FROM candidates
+               WHERE NOT EXISTS (SELECT 1 FROM candidates WHERE abandoned)
+                  OR id = (SELECT min(id) FROM candidates WHERE abandoned)))
      RETURNING id, message_id, event_type, aggregate_id, payload, attempts, last_error, created_at`;
 
 /** The claim's query plan (EXPLAIN, not run): proof that it stays an index scan. */

@@ -111,9 +111,10 @@ describe('poison messages', () => {
 describe('a delivery that kills the process', () => {
   it('is counted before delivery, so after MAX_ATTEMPTS crashes it is dead-lettered instead of delivered again', async () => {
     await order();
-    // Five earlier claims each died mid-delivery: attempts 5, lease still stamped but expired.
+    // Five earlier claims, each holding it alone, died mid-delivery: attempts 5, lease still
+    // stamped but expired.
     await db.pool.query(
-      `UPDATE outbox SET attempts = 5, locked_by = 'Worker-9', lock_token = gen_random_uuid(),
+      `UPDATE outbox SET attempts = 5, claimed_alone = true, locked_by = 'Worker-9', lock_token = gen_random_uuid(),
                          locked_until = now() - interval '1 second', available_at = now() - interval '1 second'`,
     );
     let delivered = 0;
@@ -155,5 +156,45 @@ describe('a stalled worker', () => {
     assert.deepEqual(await rows('SELECT handled_by FROM processed_messages'), [{ handled_by: 'Worker-2' }]);
     assert.deepEqual(await rows('SELECT handled_by FROM skipped_duplicates'), [{ handled_by: 'Worker-1' }]);
     assert.equal((await rows('SELECT 1 FROM outbox')).length, 0);
+  });
+});
+
+describe('a crash with a whole batch claimed', () => {
+  it('is pinned on the event that causes it: its neighbours are delivered, only it is dead-lettered', async () => {
+    for (let i = 0; i < 6; i += 1) await order();
+    const { rows: events } = await db.pool.query<{ message_id: string }>(`SELECT message_id FROM outbox ORDER BY id`);
+    const crasher = events[3]!.message_id; // the fourth event kills the process whenever it is delivered
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+
+    // One "process" per round: claim, deliver in order, die at the crasher (the lease is left
+    // to expire, as after a kill -9), or finish the batch normally.
+    for (let round = 0; round < 20; round += 1) {
+      const claim = await store.claim('Worker-1');
+      if (claim.events.length === 0) break;
+      const delivered: string[] = [];
+      let died = false;
+      for (const event of claim.events) {
+        if (event.attempts > 5) {
+          await store.deadLetter(event, claim.token, 'gave up');
+          continue;
+        }
+        if (event.messageId === crasher) {
+          died = true;
+          break;
+        }
+        await consumer.handle(event, 'Worker-1');
+        delivered.push(event.id);
+      }
+      if (died) {
+        await db.pool.query(`UPDATE outbox SET available_at = now(), locked_until = now() WHERE lock_token = $1`, [claim.token]);
+      } else {
+        await store.complete(delivered, claim.token);
+      }
+    }
+
+    assert.deepEqual(await rows(`SELECT message_id::text FROM dead_letters`), [{ message_id: crasher }]);
+    assert.equal((await rows(`SELECT 1 FROM outbox`)).length, 0);
+    assert.equal(await stockOf(db.pool, 'widget'), 95, 'the five others were applied, once each');
+    assert.equal((await rows(`SELECT 1 FROM skipped_duplicates`)).length, 3, 'the three before it were redelivered once');
   });
 });
