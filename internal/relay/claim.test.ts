@@ -91,22 +91,25 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
     const tracker = trackingDeliver();
     await drain(naive, tracker.deliver, db.pool);
 
-    assert.ok(tracker.overlaps() > 0, 'expected the naive claim to let two workers hold one event');
+    // Either symptom fails the check the real claim passes: two workers holding one event at
+    // once, or one event delivered twice. (Which of them shows depends on scheduling.)
     const twice = [...tracker.deliveries.values()].filter((n) => n > 1).length;
-    assert.ok(twice > 0, 'expected the naive claim to deliver some events more than once');
+    assert.ok(tracker.overlaps() > 0 || twice > 0, 'expected the naive claim to let two workers take the same event');
   });
 });
 
 describe('the lease', () => {
   it('a worker paused past its lease loses the event to another worker, and cannot delete it', async () => {
     await fillOutbox(1);
-    const shortLease = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 200 });
-    const first = await shortLease.claim('Worker-1');
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    const first = await store.claim('Worker-1');
     assert.equal(first.events.length, 1);
-    assert.equal((await shortLease.claim('Worker-2')).events.length, 0, 'claimed while the lease is held');
+    assert.equal((await store.claim('Worker-2')).events.length, 0, 'claimed while the lease is held');
 
-    await new Promise((resolve) => setTimeout(resolve, 300)); // Worker-1 "pauses" past its lease
-    const second = await shortLease.claim('Worker-2');
+    // Worker-1 "pauses" past its lease: move the clock of the lease instead of sleeping, so a
+    // slow machine cannot make the check above flaky.
+    await db.pool.query(`UPDATE outbox SET available_at = now(), locked_until = now()`);
+    const second = await store.claim('Worker-2');
     assert.equal(second.events.length, 1);
     // Its first claim was an ordinary one, so the expiry is not counted against it (it might
     // not have been the event that stalled); it is now held alone, and the next one would be.
