@@ -1,5 +1,6 @@
 // npm run bench: measure the pipeline on a fresh database and print the Performance table.
 import { Command, InvalidArgumentError } from 'commander';
+import { positiveInt } from '../../internal/cli/args.ts';
 import { BENCH_DEFAULTS, BENCH_PARTS, runBenchmark, type BenchPart } from '../../internal/bench/bench.ts';
 import { formatBenchReport } from '../../internal/bench/report.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
@@ -43,11 +44,6 @@ try {
   process.exitCode = 2;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-}
 
 function parts(value: string, previous: BenchPart[] | undefined): BenchPart[] {
   if (!(BENCH_PARTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);

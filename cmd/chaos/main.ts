@@ -1,5 +1,6 @@
 // npm run chaos: crash the server (and PostgreSQL) under load, then prove nothing was lost.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { fraction, intAtLeast } from '../../internal/cli/args.ts';
 import { chaosRun } from '../../internal/app/chaos.ts';
 import { formatChaosReport } from '../../internal/chaos/report.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
@@ -8,14 +9,14 @@ import { createConsoleLogger } from '../../internal/log/logger.ts';
 
 const options = new Command('chaos')
   .description('stress the real server while SIGKILLing it, restarting PostgreSQL and failing deliveries; then audit')
-  .option('--orders <n>', 'orders to place', int(1), 1000)
-  .option('--concurrency <n>', 'clients placing orders at once', int(1), 20)
-  .option('--kills <n>', 'times to SIGKILL and restart the server', int(0), 5)
-  .option('--db-restarts <n>', 'times to restart PostgreSQL (embedded only)', int(0), 0)
-  .option('--fail-rate <p>', 'share of deliveries that fail on purpose (0..1)', rate, 0)
-  .option('--seed <n>', 'seed for every random choice, to repeat a run', int(0))
-  .option('--lease-ms <ms>', "how long a dead worker's claim blocks its events", int(100), 2000)
-  .option('--settle-timeout <ms>', 'how long to wait for the drain at the end', int(1000), 120_000)
+  .option('--orders <n>', 'orders to place', intAtLeast(1), 1000)
+  .option('--concurrency <n>', 'clients placing orders at once', intAtLeast(1), 20)
+  .option('--kills <n>', 'times to SIGKILL and restart the server', intAtLeast(0), 5)
+  .option('--db-restarts <n>', 'times to restart PostgreSQL (embedded only)', intAtLeast(0), 0)
+  .option('--fail-rate <p>', 'share of deliveries that fail on purpose (0..1)', fraction, 0)
+  .option('--seed <n>', 'seed for every random choice, to repeat a run', intAtLeast(0))
+  .option('--lease-ms <ms>', "how long a dead worker's claim blocks its events", intAtLeast(100), 2000)
+  .option('--settle-timeout <ms>', 'how long to wait for the drain at the end', intAtLeast(1000), 120_000)
   .option('--json', 'print one JSON result object instead of the table (logs go to stderr)')
   .option('--verbose', "show the server's own log lines")
   .parse()
@@ -58,18 +59,4 @@ try {
 } catch (error) {
   logger.error(`chaos run failed (seed ${seed})`, error);
   process.exitCode = 1;
-}
-
-function int(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
-function rate(value: string): number {
-  const n = Number(value);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be a number from 0 to 1');
-  return n;
 }

@@ -1,5 +1,6 @@
 // npm run demo: the whole story in one command, then exit 0 if every invariant held.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { positiveInt } from '../../internal/cli/args.ts';
 import { runDemo } from '../../internal/app/demo.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
@@ -36,10 +37,4 @@ try {
 } catch (error) {
   logger.error('demo failed', error);
   process.exitCode = 1;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
 }

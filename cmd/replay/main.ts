@@ -1,6 +1,7 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
-import { Command, InvalidArgumentError } from 'commander';
-import { redriveDeadLetters, replayDuplicates } from '../../internal/app/replay.ts';
+import { Command } from 'commander';
+import { positiveInt } from '../../internal/cli/args.ts';
+import { redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { isUuid } from '../../internal/orders/validate.ts';
@@ -33,7 +34,7 @@ const logger = createConsoleLogger({ level: config.logLevel, color, stream: outp
 
 if (options.deadLetters) {
   try {
-    const result = await redriveDeadLetters(
+    const result = await redriveDeadLettersAndWait(
       config,
       { messageIds: options.messageId ?? [], waitTimeoutMs: options.waitTimeout, serverUrl: options.url },
       logger,
@@ -64,10 +65,4 @@ try {
 } catch (error) {
   logger.error('replay failed', error);
   process.exitCode = 1;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
 }

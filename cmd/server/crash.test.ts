@@ -2,7 +2,7 @@
 // that exact point), then a normal restart: nothing accepted is lost, nothing applied twice.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { createTestDatabase, type TestDatabase } from '../../internal/testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../../internal/testkit/database.ts';
 import { startServerProcess, type ServerProcess } from '../../internal/testkit/process.ts';
 
 let db: TestDatabase;
@@ -11,7 +11,7 @@ before(async () => {
 });
 after(() => db.drop());
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
+  await emptyPipelineTables(db.pool);
   await db.pool.query(`UPDATE products SET stock = 100000`);
 });
 

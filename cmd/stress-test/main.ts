@@ -1,6 +1,7 @@
 // npm run stress: fire orders at a running server and check the outbox kept its promise.
 import { randomUUID } from 'node:crypto';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { positiveInt } from '../../internal/cli/args.ts';
 import { createApiClient, ServerUnreachableError } from '../../internal/client/api-client.ts';
 import { colorEnabled } from '../../internal/config/config.ts';
 import { createProgress, formatStressReport } from '../../internal/stress/report.ts';
@@ -71,10 +72,4 @@ try {
     process.stderr.write(`stress test failed: ${(error as Error).message}\n`);
     process.exitCode = 1;
   }
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
 }

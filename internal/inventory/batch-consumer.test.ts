@@ -7,7 +7,7 @@ import { createSilentLogger } from '../log/logger.ts';
 import { placeOrdersInBulk } from '../orders/orders.ts';
 import { createOutboxStore, enqueueEvent, ORDER_CREATED } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
-import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { createBatchConsumer } from './batch-consumer.ts';
 import { createInventoryConsumer, type Delivery } from './consumer.ts';
 import { setStock } from './stock.ts';
@@ -17,7 +17,7 @@ before(async () => {
   db = await createTestDatabase(import.meta.filename);
 });
 after(() => db.drop());
-beforeEach(() => db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates'));
+beforeEach(() => emptyPipelineTables(db.pool));
 
 const STOCK = { widget: 5, gadget: 25 };
 

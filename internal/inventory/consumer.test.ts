@@ -5,7 +5,7 @@ import { createMemoryLogger, createSilentLogger } from '../log/logger.ts';
 import { placeOrder } from '../orders/orders.ts';
 import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
-import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { createInventoryConsumer, type Delivery } from './consumer.ts';
 import { setStock, stockOf } from './stock.ts';
 
@@ -15,7 +15,7 @@ before(async () => {
 });
 after(() => db.drop());
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
+  await emptyPipelineTables(db.pool);
   await setStock(db.pool, { widget: 100 });
 });
 

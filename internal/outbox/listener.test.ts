@@ -7,7 +7,7 @@ import { createInventoryConsumer } from '../inventory/consumer.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { placeOrder } from '../orders/orders.ts';
 import { Relay } from '../relay/relay.ts';
-import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { LISTENER_APPLICATION_NAME, OutboxListener } from './listener.ts';
 import { createOutboxStore, enqueueEvent, ORDER_CREATED } from './outbox.ts';
 
@@ -61,7 +61,7 @@ async function orderFromElsewhere(): Promise<string> {
 describe('wake-up by LISTEN/NOTIFY', () => {
   let p: ReturnType<typeof pipeline>;
   beforeEach(async () => {
-    await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
+    await emptyPipelineTables(db.pool);
     p = pipeline();
     await p.listener.start();
     p.relay.start();

@@ -8,7 +8,7 @@ import { createMemoryLogger, createSilentLogger } from '../log/logger.ts';
 import { placeOrder } from '../orders/orders.ts';
 import { redriveDeadLetters } from '../outbox/dead-letters.ts';
 import { createOutboxStore, type OutboxEvent } from '../outbox/outbox.ts';
-import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { Relay, type Deliver, type RelayHooks } from './relay.ts';
 
 let db: TestDatabase;
@@ -19,7 +19,7 @@ before(async () => {
 });
 after(() => db.drop());
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
+  await emptyPipelineTables(db.pool);
   await setStock(db.pool, { widget: 100 });
 });
 

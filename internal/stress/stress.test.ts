@@ -5,7 +5,7 @@ import { createApiClient, ServerUnreachableError } from '../client/api-client.ts
 import { loadConfig } from '../config/config.ts';
 import { setStock } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
-import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { freePort } from '../testkit/ports.ts';
 import { latencySummary, runStressTest, type StressOptions } from './stress.ts';
 
@@ -15,7 +15,7 @@ before(async () => {
 });
 after(() => db.drop());
 beforeEach(async () => {
-  await db.pool.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates');
+  await emptyPipelineTables(db.pool);
   await setStock(db.pool, { widget: 100_000, gadget: 100_000, gizmo: 100_000, doohickey: 100_000 });
 });
 

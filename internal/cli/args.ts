@@ -1,0 +1,19 @@
+// Flag parsers shared by the command-line entry points: a bad value stops commander with a
+// clear message instead of reaching internal/ as NaN.
+import { InvalidArgumentError } from 'commander';
+
+export function intAtLeast(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+export const positiveInt = intAtLeast(1);
+
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be a number from 0 to 1');
+  return n;
+}
