@@ -79,7 +79,8 @@ describe('wake-up by LISTEN/NOTIFY', () => {
     await until('the first event was consumed', () => p.consumed.has(first));
     const second = await orderFromElsewhere();
     await until('the second event was consumed', () => p.consumed.has(second));
-    assert.equal((await db.pool.query('SELECT 1 FROM outbox')).rowCount, 0);
+    // "Consumed" is the consumer's commit; the worker deletes the outbox row just after it.
+    await until('the outbox is empty', async () => (await db.pool.query('SELECT 1 FROM outbox')).rowCount === 0);
     assert.equal(p.listener.sessions, 1);
   });
 

@@ -181,4 +181,34 @@ describe('graceful stop', () => {
     );
     assert.deepEqual(rows[0], { n: 9, leased: 0, attempts: 0 });
   });
+
+  // Found by CI: stop() woke the sleepers it saw, but a worker that was claiming at that moment
+  // went to sleep afterwards and held the shutdown for a whole poll interval.
+  it('does not wait out the poll interval when asked to stop while a worker is claiming', { timeout: 30_000 }, async () => {
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    let claimStarted!: () => void;
+    const claiming = new Promise<void>((resolve) => (claimStarted = resolve));
+    let releaseClaim!: () => void;
+    const gate = new Promise<void>((resolve) => (releaseClaim = resolve));
+    const relay = new Relay(
+      {
+        store: {
+          ...store,
+          claim: async (worker) => {
+            claimStarted();
+            await gate;
+            return store.claim(worker); // finds nothing: the outbox is empty
+          },
+        },
+        deliver: async () => 'applied',
+        logger: createSilentLogger(),
+      },
+      { workers: 1, pollIntervalMs: 3_600_000 },
+    );
+    relay.start();
+    await claiming;
+    const stopped = relay.stop();
+    releaseClaim();
+    await stopped; // before the fix: an hour, so the test timed out
+  });
 });

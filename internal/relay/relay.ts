@@ -104,13 +104,15 @@ export class Relay {
       try {
         const claimed = await this.runOnce(name);
         failures = 0;
-        if (claimed === 0) await this.waker.sleep(this.options.pollIntervalMs);
+        // stop() may have been called while this claim was in flight: its wake-up found nobody
+        // asleep, so going to sleep now would hold the shutdown for a whole poll interval.
+        if (claimed === 0 && !this.stopping) await this.waker.sleep(this.options.pollIntervalMs);
       } catch (error) {
         // The database is down or the pool is exhausted: back off and try again, never crash.
         failures += 1;
         const wait = Math.min(100 * 2 ** failures, MAX_ERROR_BACKOFF_MS) * (0.5 + Math.random() / 2);
         log.warn(`cannot reach the outbox (${(error as Error).message}); retrying in ${Math.round(wait)} ms`);
-        await this.waker.sleep(wait);
+        if (!this.stopping) await this.waker.sleep(wait);
       }
     }
   }
