@@ -41,7 +41,7 @@ describe('npm run relay: scale-out', () => {
           Array.from({ length: 1_000 }, (_, i) => ({ productId: products[(from + i) % products.length]!, quantity: 1 })),
         );
       }
-      await until('the outbox drained and every order settled', 60_000, async () => {
+      await until('the outbox drained and every order settled', 300_000, async () => {
         const { rows } = await db.pool.query<{ left: number; pending: number }>(
           `SELECT (SELECT count(*)::int FROM outbox) AS left, (SELECT count(*)::int FROM orders WHERE status = 'PENDING') AS pending`,
         );

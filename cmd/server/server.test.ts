@@ -19,7 +19,7 @@ async function postOrder(url: string, quantity: number) {
   return (await res.json()) as { id: string; status: string };
 }
 
-async function waitForStatus(url: string, id: string, status: string, timeoutMs = 5_000) {
+async function waitForStatus(url: string, id: string, status: string, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const order = await (await fetch(`${url}/orders/${id}`)).json();

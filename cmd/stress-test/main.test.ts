@@ -54,7 +54,7 @@ describe('npm run stress and npm run replay against a running server', () => {
     assert.equal(result.skips.length, 3);
     assert.deepEqual(result.stockAfter, result.stockBefore);
     assert.equal(result.processedAfter, result.processedBefore);
-    await server.run.waitFor(/(SKIPPING duplicate message[^\n]*\n[^]*){3}/, 5_000);
+    await server.run.waitFor(/(SKIPPING duplicate message[^\n]*\n[^]*){3}/, 30_000);
     for (const id of result.replayed) assert.match(server.run.output(), new RegExp(`\\[Inventory\\] SKIPPING duplicate message ${id}`));
   });
 

@@ -119,8 +119,11 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
       closing ??= (async () => {
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         live.close(); // ends the dashboards' event streams, which would keep the server open
+        // A keep-alive connection whose request is still running becomes idle only when it is
+        // answered; closing idle ones once would leave it open for the keep-alive timeout.
         http.closeIdleConnections();
-        await Promise.all([workers.close(), httpClosed]);
+        const sweep = setInterval(() => http.closeIdleConnections(), 50);
+        await Promise.all([workers.close(), httpClosed.finally(() => clearInterval(sweep))]);
         await db.close();
       })();
       return closing;

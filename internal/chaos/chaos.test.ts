@@ -10,7 +10,7 @@ describe('a short chaos run', () => {
   it('300 orders, 3 kills, 1 PostgreSQL restart, 10% failing deliveries: nothing lost, nothing applied twice', async () => {
     const result = await chaosRun(
       loadConfig({}, { databaseUrl: undefined }),
-      { orders: 300, concurrency: 10, kills: 3, dbRestarts: 1, failRate: 0.1, seed: 20261123, leaseMs: 1000, settleTimeoutMs: 60_000 },
+      { orders: 300, concurrency: 10, kills: 3, dbRestarts: 1, failRate: 0.1, seed: 20261123, leaseMs: 1000, settleTimeoutMs: 180_000 },
       createSilentLogger(),
     );
     assert.equal(result.killsDone, 3);
@@ -22,7 +22,7 @@ describe('a short chaos run', () => {
     assert.equal(result.audit.appliedTwice, 0);
     assert.deepEqual(result.audit.stockMismatches, []);
     assert.equal(result.audit.outboxLeft, 0);
-    assert.ok(result.clientRetries > 0, 'the kills really interrupted requests');
+    assert.ok(result.clientRetries > 0, 'requests met the disruptions and were retried');
     assert.ok(result.ok);
   });
 });

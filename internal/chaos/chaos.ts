@@ -88,12 +88,15 @@ export async function runChaos(options: ChaosOptions, deps: ChaosDeps): Promise<
   const loading = load.run();
   let killsDone = 0;
   let dbRestartsDone = 0;
-  for (const disruption of schedule(options, random)) {
-    // Hold new orders at this point so the disruption lands while the load is still running
-    // (requests already sent stay in flight: those are the ones a crash interrupts).
+  const disruptions = schedule(options, random);
+  for (const [index, disruption] of disruptions.entries()) {
+    // Hold new orders at this point so the disruption lands while the load is still running…
     load.holdAt = disruption.at;
     while (load.progress() < disruption.at && !load.finished && !deps.signal?.aborted) await sleep(10);
     if (load.finished || deps.signal?.aborted) break;
+    // …and let them go just as it lands: they meet a dying or dead server (or a database that
+    // is down) and must retry with their Idempotency-Key, which is the point of the run.
+    load.holdAt = disruptions[index + 1]?.at ?? Infinity;
     if (disruption.kind === 'kill') {
       killsDone += 1;
       log.info(`kill #${killsDone} at ${load.accepted.length}/${plan.length} accepted: SIGKILL the server`);

@@ -74,33 +74,41 @@ export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): Li
     for (const viewer of to) viewer.send(event, data);
   }
 
-  async function readAndSend(to?: Iterable<Viewer>): Promise<void> {
+  /** Reads the numbers, then calls `beforeSending` (if any), then sends them. */
+  async function readAndSend(to?: Iterable<Viewer>, beforeSending?: () => void): Promise<void> {
+    let snap: Snapshot | undefined;
     try {
-      const snap = await snapshot();
+      snap = await snapshot();
       lastReadAt = Date.now();
       if (databaseDown) log.info('database answers again');
       databaseDown = false;
-      broadcast('snapshot', snap, to);
     } catch (error) {
       if (!databaseDown) log.warn(`cannot read the numbers (${(error as Error).message})`);
       databaseDown = true;
-      broadcast('problem', { code: 'DATABASE_UNAVAILABLE' }, to);
     }
+    beforeSending?.();
+    if (snap) broadcast('snapshot', snap, to);
+    else broadcast('problem', { code: 'DATABASE_UNAVAILABLE' }, to);
+  }
+
+  function sendNewSteps(): void {
+    if (deps.feed.lastSeq <= sentSeq) return;
+    const steps = deps.feed.since(sentSeq, maxSteps);
+    const skipped = deps.feed.lastSeq - sentSeq - steps.length;
+    sentSeq = deps.feed.lastSeq;
+    broadcast('steps', { steps, skipped });
   }
 
   async function tick(): Promise<void> {
     if (busy) return;
     busy = true;
     try {
-      const newSteps = deps.feed.lastSeq > sentSeq;
-      if (newSteps) {
-        const steps = deps.feed.since(sentSeq, maxSteps);
-        const skipped = deps.feed.lastSeq - sentSeq - steps.length;
-        sentSeq = deps.feed.lastSeq;
-        broadcast('steps', { steps, skipped });
-      }
       // Steps mean the numbers moved; otherwise look now and then for other processes' work.
-      if (newSteps || Date.now() - lastReadAt >= idleRefreshMs) await readAndSend();
+      if (deps.feed.lastSeq > sentSeq || Date.now() - lastReadAt >= idleRefreshMs) {
+        // The steps are collected after the numbers were read, so a viewer never sees numbers
+        // ahead of the steps behind them (each step is logged before its worker's next write).
+        await readAndSend(undefined, sendNewSteps);
+      }
     } finally {
       busy = false;
     }

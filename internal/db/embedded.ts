@@ -60,6 +60,7 @@ export async function ensureEmbeddedPostgres(
 
   const running = await runningPort(bins, runAs, clusterDir);
   if (running !== undefined) {
+    await waitUntilReady(clusterDir);
     logger.info(`attached to the embedded PostgreSQL already running on port ${running}`);
     return handle(running, false, bins, runAs, clusterDir);
   }
@@ -73,7 +74,11 @@ export async function ensureEmbeddedPostgres(
   } catch (error) {
     // Another process may have won the race to start it; if so, use theirs.
     const raced = await runningPort(bins, runAs, clusterDir);
-    if (raced !== undefined) return handle(raced, false, bins, runAs, clusterDir);
+    if (raced !== undefined) {
+      await waitUntilReady(clusterDir);
+      logger.info(`attached to the embedded PostgreSQL another process started on port ${raced}`);
+      return handle(raced, false, bins, runAs, clusterDir);
+    }
     const logTail = await fs.readFile(path.join(clusterDir, 'server.log'), 'utf8').catch(() => '');
     throw new Error(
       `could not start embedded PostgreSQL on port ${port} (is the port taken? set EMBEDDED_PG_PORT): ` +
@@ -83,15 +88,43 @@ export async function ensureEmbeddedPostgres(
   return handle(port, true, bins, runAs, clusterDir);
 }
 
-/** Stops the embedded PostgreSQL under `dataDir` whoever started it (fast shutdown). */
-export async function stopEmbeddedPostgres(dataDir: string): Promise<boolean> {
+/**
+ * Stops the embedded PostgreSQL under `dataDir` whoever started it. `fast` is a clean
+ * shutdown; `immediate` is as good as a crash: the next start replays the WAL first.
+ */
+export async function stopEmbeddedPostgres(dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<boolean> {
   const bins = await loadBinaries();
   const runAs = await postgresUser();
   const clusterDir = path.join(dataDir, 'pg');
   if ((await runningPort(bins, runAs, clusterDir)) === undefined) return false;
-  await run(bins.pg_ctl, runAs, ['stop', '-w', '-m', 'fast', '-D', clusterDir]);
+  await run(bins.pg_ctl, runAs, ['stop', '-w', '-m', mode, '-D', clusterDir]);
   return true;
 }
+
+/**
+ * `pg_ctl status` says "running" as soon as postmaster.pid exists, which is before the server
+ * accepts connections (and for seconds during crash recovery). A caller that attaches uses
+ * the database at once, so it waits for the status line the postmaster writes when ready.
+ */
+async function waitUntilReady(clusterDir: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // Missing means the postmaster is gone; empty or short means it is still writing the file.
+    const pidFile = await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+    const status = pidFile?.split('\n')[PID_FILE_STATUS_LINE]?.trim() ?? '';
+    if (status === 'ready') return;
+    if (pidFile === undefined || status === 'stopping') {
+      throw new Error(`the embedded PostgreSQL in ${clusterDir} stopped while we attached to it; start again`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the embedded PostgreSQL in ${clusterDir} is not ready after ${timeoutMs / 1000} s (status "${status}"); see its server.log`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** postmaster.pid, line 8 (0-based 7): "starting", "ready", "stopping" or "standby". */
+const PID_FILE_STATUS_LINE = 7;
 
 function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string): EmbeddedPostgres {
   let stopped = false;

@@ -30,7 +30,8 @@ function pipeline() {
   const consumer = createInventoryConsumer({ pool: db.newPool(WORKERS + 1), logger: createSilentLogger() });
   const relay = new Relay(
     {
-      store: { ...store, claim: (worker) => ((claims += 1), store.claim(worker)) },
+      // Counted when the claim has come back, so "claims ≥ workers" means every worker is idle.
+      store: { ...store, claim: async (worker) => { const claim = await store.claim(worker); claims += 1; return claim; } },
       deliver: async (event, worker) => {
         const outcome = await consumer.handle(event, worker);
         consumed.add(event.messageId);
@@ -92,12 +93,14 @@ describe('wake-up by LISTEN/NOTIFY', () => {
     );
     assert.equal(killed.rowCount, 1, 'exactly one listening session per pipeline');
     await until('the listener reconnected', () => p.listener.sessions === 2 && p.listener.listening);
-    const now = await db.pool.query<{ pid: number }>(
-      `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`,
-      [LISTENER_APPLICATION_NAME],
-    );
-    assert.equal(now.rowCount, 1);
-    assert.notEqual(now.rows[0]!.pid, killed.rows[0]!.pid, 'a new session, not the old one');
+    // pg_terminate_backend does not wait: the old session may linger in pg_stat_activity a moment.
+    const sessions = async () =>
+      (await db.pool.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`,
+        [LISTENER_APPLICATION_NAME],
+      )).rows.map((row) => row.pid);
+    await until('only the new listening session is left', async () => (await sessions()).length === 1);
+    assert.notEqual((await sessions())[0], killed.rows[0]!.pid, 'a new session, not the old one');
 
     const messageId = await orderFromElsewhere();
     await until('the event was consumed after the reconnect', () => p.consumed.has(messageId));

@@ -123,7 +123,8 @@ describe('the lease', () => {
 describe('failed deliveries', () => {
   it('stay in the outbox with the error, come back after a backoff, and do not spin', async () => {
     await fillOutbox(1);
-    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    // A backoff of at least 30 s, so "not yet" cannot turn into "already" on a slow machine.
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000, retryBaseMs: 60_000, retryMaxMs: 60_000 });
     let calls = 0;
     const relay = new Relay(
       {

@@ -46,7 +46,7 @@ const options = (overrides: Partial<ReplayOptions> = {}): ReplayOptions => ({
   messageIds: [],
   fresh: false,
   freshProductId: 'widget',
-  waitTimeoutMs: 5_000,
+  waitTimeoutMs: 30_000,
   ...overrides,
 });
 

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { startServer, type RunningServer } from '../app/wiring.ts';
+import type { RunningServer } from '../app/wiring.ts';
 import { createApiClient, ServerUnreachableError } from '../client/api-client.ts';
-import { loadConfig } from '../config/config.ts';
 import { setStock } from '../inventory/stock.ts';
-import { createSilentLogger } from '../log/logger.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { freePort } from '../testkit/ports.ts';
+import { startTestServer } from '../testkit/server.ts';
 import { latencySummary, runStressTest, type StressOptions } from './stress.ts';
 
 let db: TestDatabase;
@@ -19,9 +18,8 @@ beforeEach(async () => {
   await setStock(db.pool, { widget: 100_000, gadget: 100_000, gizmo: 100_000, doohickey: 100_000 });
 });
 
-async function serve(workers: number): Promise<RunningServer> {
-  const config = loadConfig({}, { databaseUrl: db.url, port: 0, workers, pollIntervalMs: 50, logLevel: 'silent' });
-  return startServer(config, createSilentLogger());
+function serve(workers: number): Promise<RunningServer> {
+  return startTestServer(db, { workers });
 }
 
 const options = (overrides: Partial<StressOptions> = {}): StressOptions => ({

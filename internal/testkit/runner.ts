@@ -12,6 +12,8 @@ import type { Logger } from '../log/logger.ts';
 import { freePort } from './ports.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** A test that hangs fails after this long instead of holding CI until it is killed. */
+const TEST_TIMEOUT_MS = 600_000;
 
 export interface TestRunOptions {
   /** Only files whose path contains one of these (all when empty). */
@@ -45,7 +47,7 @@ export async function runTests(config: Pick<Config, 'databaseUrl'>, options: Tes
     return await new Promise<number>((resolve, reject) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', '--test', `--test-concurrency=${options.concurrency}`, ...files],
+        ['--import', 'tsx', '--test', `--test-concurrency=${options.concurrency}`, `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
         { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TEST_ADMIN_DATABASE_URL: adminUrl } },
       );
       // Ctrl-C reaches the test process too (same process group); wait for it to end so the

@@ -4,8 +4,14 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import type { TestDatabase } from './database.ts';
 
-/** Five workers polling every 50 ms on a free port, silent; `overrides` change any of it. */
+/**
+ * Five workers polling every 50 ms on a free port, silent; `overrides` change any of it.
+ * A request may wait 30 s for a connection: a busy CI machine is slow, not broken.
+ */
 export function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}): Promise<RunningServer> {
-  const config = loadConfig({}, { databaseUrl: db.url, port: 0, workers: 5, pollIntervalMs: 50, logLevel: 'silent', ...overrides });
+  const config = loadConfig({}, {
+    databaseUrl: db.url, port: 0, workers: 5, pollIntervalMs: 50, logLevel: 'silent', connectionTimeoutMs: 30_000,
+    ...overrides,
+  });
   return startServer(config, createSilentLogger());
 }
