@@ -166,3 +166,75 @@ describe('sessions killed with pg_terminate_backend', () => {
     }
   });
 });
+
+describe('a statement stuck behind a lock', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase(import.meta.filename);
+  });
+  after(() => db.drop());
+
+  /** Holds `lockSql` in an open transaction on its own connection until the returned release is called. */
+  async function holdLock(lockSql: string): Promise<() => Promise<void>> {
+    const client = await db.pool.connect();
+    await client.query('BEGIN');
+    await client.query(lockSql);
+    return async () => {
+      await client.query('ROLLBACK');
+      client.release();
+    };
+  }
+
+  it('an order blocked longer than DB_STATEMENT_TIMEOUT_MS gets 503 and writes nothing; the next one works', async () => {
+    const server = await startServer(serverConfig(db.url, { statementTimeoutMs: 300 }), quiet);
+    const release = await holdLock('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
+    try {
+      const res = await fetch(`${server.url}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ productId: 'widget', quantity: 1, userId: 'blocked' }),
+      });
+      assert.equal(res.status, 503);
+      const body = await res.json();
+      assert.equal(body.error.code, 'DATABASE_UNAVAILABLE');
+      assert.doesNotMatch(JSON.stringify(body), /statement|timeout|lock|SELECT|INSERT/i, 'no SQL details leak');
+      await release();
+      const { rows } = await db.pool.query(
+        `SELECT (SELECT count(*)::int FROM orders WHERE user_id = 'blocked') AS orders,
+                (SELECT count(*)::int FROM outbox WHERE payload->>'userId' = 'blocked') AS events`,
+      );
+      assert.deepEqual(rows[0], { orders: 0, events: 0 });
+      assert.equal((await post(server.url)).status, 201);
+    } finally {
+      await release().catch(() => undefined);
+      await server.close();
+    }
+  });
+
+  it('a delivery blocked on a locked product row gives up, is retried, and is applied once when the lock goes', async () => {
+    const server = await startServer(serverConfig(db.url, { statementTimeoutMs: 300, retryBaseMs: 50, retryMaxMs: 200, maxAttempts: 100 }), quiet);
+    try {
+      const before = (await db.pool.query<{ stock: number }>(`SELECT stock FROM products WHERE id = 'widget'`)).rows[0]!.stock;
+      // The lock an UPDATE of the row takes: orders may still reference the product (their
+      // foreign key check needs only FOR KEY SHARE), but the consumer's stock update must wait.
+      const release = await holdLock(`SELECT 1 FROM products WHERE id = 'widget' FOR NO KEY UPDATE`);
+      const placed = await post(server.url);
+      assert.equal(placed.status, 201);
+      const order = await placed.json();
+      // The consumer's stock update waits on the row lock until its statement timeout ends it.
+      await eventually('a failed delivery was recorded', async () =>
+        (await db.pool.query(`SELECT 1 FROM outbox WHERE attempts >= 1 AND last_error IS NOT NULL`)).rowCount === 1,
+      );
+      assert.equal((await db.pool.query(`SELECT status FROM orders WHERE id = $1`, [order.id])).rows[0].status, 'PENDING');
+      await release();
+      await eventually('the order is confirmed', async () =>
+        (await db.pool.query(`SELECT status FROM orders WHERE id = $1`, [order.id])).rows[0].status === 'CONFIRMED',
+      );
+      await eventually('the outbox drained', async () => (await db.pool.query(`SELECT 1 FROM outbox`)).rowCount === 0);
+      const after = (await db.pool.query<{ stock: number }>(`SELECT stock FROM products WHERE id = 'widget'`)).rows[0]!.stock;
+      assert.equal(before - after, 1, 'applied exactly once');
+    } finally {
+      await server.close();
+    }
+  });
+});

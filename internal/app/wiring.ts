@@ -29,7 +29,10 @@ export async function connectDatabase(config: Config, logger: Logger, role: stri
   const dbLog = logger.child('DB');
   const server = await openDatabaseServer(config, dbLog);
   const pool = createPool(
-    { url: server.url, applicationName: `outbox-demo:${role}`, max, connectionTimeoutMs: config.connectionTimeoutMs },
+    {
+      url: server.url, applicationName: `outbox-demo:${role}`, max,
+      connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.statementTimeoutMs,
+    },
     dbLog,
   );
   try {

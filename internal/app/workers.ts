@@ -38,7 +38,7 @@ export interface Workers {
 
 /** Builds and starts the workers (and their listener); resolves once the listener is listening. */
 export async function startWorkers(config: Config, logger: Logger, options: WorkersOptions): Promise<Workers> {
-  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs };
+  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.statementTimeoutMs };
   // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
   // role's sessions are visible by name in pg_stat_activity.
   // The relay's own writes (lease, delete, retry) need not wait for the disk: if a crash

@@ -23,6 +23,8 @@ export interface Config {
   logLevel: LogLevel;
   /** How long a request may wait for a free database connection. */
   connectionTimeoutMs: number;
+  /** How long one statement may run, or a transaction sit idle, before PostgreSQL ends it (0 = no limit). */
+  statementTimeoutMs: number;
   /** Deliveries an event gets before it is moved to dead_letters. */
   maxAttempts: number;
   /** Backoff after the first failed delivery; doubles per attempt up to retryMaxMs. */
@@ -67,6 +69,7 @@ export const DEFAULTS = {
   leaseMs: 30_000,
   logLevel: 'info' as LogLevel,
   connectionTimeoutMs: 5_000,
+  statementTimeoutMs: 30_000,
   maxAttempts: 5,
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
@@ -91,6 +94,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 100, 3_600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, DEFAULTS.logLevel),
     connectionTimeoutMs: int(env, 'DB_CONNECTION_TIMEOUT_MS', DEFAULTS.connectionTimeoutMs, 100, 600_000),
+    statementTimeoutMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', DEFAULTS.statementTimeoutMs, 0, 3_600_000),
     maxAttempts: int(env, 'MAX_ATTEMPTS', DEFAULTS.maxAttempts, 1, 100),
     retryBaseMs: int(env, 'RETRY_BASE_MS', DEFAULTS.retryBaseMs, 1, 3_600_000),
     retryMaxMs: int(env, 'RETRY_MAX_MS', DEFAULTS.retryMaxMs, 1, 86_400_000),

@@ -34,6 +34,8 @@ export async function migrate(pool: Pool, logger: Logger, dir: string = MIGRATIO
   const migrations = await readMigrations(dir);
   // A transaction-scoped lock: released by COMMIT/ROLLBACK even if this process dies.
   return withTransaction(pool, async (client) => {
+    // Waiting for another process's migrations, or running a long one, is not a stuck query.
+    await client.query(`SET LOCAL statement_timeout = 0`);
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY,

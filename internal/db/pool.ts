@@ -19,6 +19,11 @@ export interface PoolOptions {
    * of a second of them, never reorder or half-apply them.
    */
   asyncCommit?: boolean;
+  /**
+   * Ends a statement that runs longer than this, and a session left idle inside a transaction
+   * this long (a stalled process holding row locks). 0 or unset: no limit.
+   */
+  statementTimeoutMs?: number;
 }
 
 export function createPool(options: PoolOptions, logger: Logger): Pool {
@@ -30,6 +35,9 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     connectionTimeoutMillis: options.connectionTimeoutMs,
     idleTimeoutMillis: 30_000,
     ...(options.asyncCommit ? { options: '-c synchronous_commit=off' } : {}),
+    ...(options.statementTimeoutMs
+      ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: options.statementTimeoutMs }
+      : {}),
   });
   // An idle client losing its server (restart, pg_terminate_backend) must not crash the process.
   pool.on('error', (error) => logger.warn(`idle connection lost (${options.applicationName}): ${error.message}`));

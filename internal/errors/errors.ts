@@ -33,11 +33,15 @@ export function isAppError(error: unknown, code?: ErrorCode): error is AppError 
   return error instanceof AppError && (code === undefined || error.code === code);
 }
 
-// SQLSTATE classes that mean "the database is not reachable right now", not "your request is bad".
-const UNAVAILABLE_SQLSTATES = new Set(['53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+// SQLSTATEs that mean "the database cannot serve this right now", not "your request is bad":
+// down or unreachable, out of connections, or too slow (57014 statement timeout or cancel,
+// 25P03 a transaction idle too long). Retrying later may work.
+const UNAVAILABLE_SQLSTATES = new Set([
+  '53300', '57P01', '57P02', '57P03', '57014', '25P03', '08000', '08001', '08003', '08004', '08006',
+]);
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
 
-/** True when `error` says the database is down or unreachable, so retrying later may work. */
+/** True when `error` says the database is down, unreachable or too slow, so retrying later may work. */
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: string }).code;
