@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { createDatabaseIfMissing } from '../db/database.ts';
 import { ensureEmbeddedPostgres, stopEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts';
 import { createPool } from '../db/pool.ts';
+import { isDatabaseUnavailable } from '../errors/errors.ts';
 import { createHttpApp } from '../http/app.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
@@ -179,14 +180,17 @@ describe('a statement stuck behind a lock', () => {
     const client = await db.pool.connect();
     await client.query('BEGIN');
     await client.query(lockSql);
+    let released = false;
     return async () => {
+      if (released) return;
+      released = true;
       await client.query('ROLLBACK');
       client.release();
     };
   }
 
   it('an order blocked longer than DB_STATEMENT_TIMEOUT_MS gets 503 and writes nothing; the next one works', async () => {
-    const server = await startServer(serverConfig(db.url, { statementTimeoutMs: 300 }), quiet);
+    const server = await startServer(serverConfig(db.url, { statementTimeoutMs: 1_000 }), quiet);
     const release = await holdLock('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
     try {
       const res = await fetch(`${server.url}/orders`, {
@@ -204,7 +208,9 @@ describe('a statement stuck behind a lock', () => {
                 (SELECT count(*)::int FROM outbox WHERE payload->>'userId' = 'blocked') AS events`,
       );
       assert.deepEqual(rows[0], { orders: 0, events: 0 });
-      assert.equal((await post(server.url)).status, 201);
+      // The server still works. (On a slow machine even an unblocked commit can take a while,
+      // so a 503 here is retried, as any client would.)
+      await eventually('an order is accepted again', async () => (await post(server.url)).status === 201);
     } finally {
       await release().catch(() => undefined);
       await server.close();
@@ -212,7 +218,8 @@ describe('a statement stuck behind a lock', () => {
   });
 
   it('a delivery blocked on a locked product row gives up, is retried, and is applied once when the lock goes', async () => {
-    const server = await startServer(serverConfig(db.url, { statementTimeoutMs: 300, retryBaseMs: 50, retryMaxMs: 200, maxAttempts: 100 }), quiet);
+    // The workers' limit is half the 1.5 s lease: 750 ms.
+    const server = await startServer(serverConfig(db.url, { retryBaseMs: 50, retryMaxMs: 200, maxAttempts: 100 }), quiet);
     try {
       const before = (await db.pool.query<{ stock: number }>(`SELECT stock FROM products WHERE id = 'widget'`)).rows[0]!.stock;
       // The lock an UPDATE of the row takes: orders may still reference the product (their
@@ -235,6 +242,28 @@ describe('a statement stuck behind a lock', () => {
       assert.equal(before - after, 1, 'applied exactly once');
     } finally {
       await server.close();
+    }
+  });
+
+  it('a transaction left idle longer than the limit is ended, and that is reported as "unavailable", not as a bug', async () => {
+    const pool = createPool({ url: db.url, applicationName: 'outbox-demo:test-idle', max: 1, connectionTimeoutMs: 5_000, statementTimeoutMs: 300 }, quiet);
+    try {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(`SELECT stock FROM products WHERE id = 'widget' FOR NO KEY UPDATE`);
+        await new Promise((resolve) => setTimeout(resolve, 1_000)); // a stalled process, holding a row lock
+        const error = await client.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+        assert.ok(error, 'the session was ended');
+        assert.ok(isDatabaseUnavailable(error), `mapped to 503: ${(error as Error).message}`);
+      } finally {
+        client.release(true);
+      }
+      // The lock went with the session.
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'outbox-demo:test-idle'`);
+      assert.equal(rows[0].n, 0);
+    } finally {
+      await pool.end();
     }
   });
 });

@@ -38,7 +38,7 @@ export interface Workers {
 
 /** Builds and starts the workers (and their listener); resolves once the listener is listening. */
 export async function startWorkers(config: Config, logger: Logger, options: WorkersOptions): Promise<Workers> {
-  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.statementTimeoutMs };
+  const poolOptions = { url: options.url, connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: workerStatementTimeoutMs(config) };
   // Separate pools per role: a burst of HTTP requests cannot starve the workers, and each
   // role's sessions are visible by name in pg_stat_activity.
   // The relay's own writes (lease, delete, retry) need not wait for the disk: if a crash
@@ -117,4 +117,14 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
 /** "Worker-" in the server; "relay-2/Worker-" in a relay process named relay-2. */
 export function workerNamePrefix(config: Pick<Config, 'relayName'>): string {
   return config.relayName ? `${config.relayName}/Worker-` : 'Worker-';
+}
+
+/**
+ * A delivery stuck behind a lock must fail while its worker still holds the lease: then it is
+ * retried after a backoff. Failing after the lease ran out, it would be claimed again at once
+ * by another worker, into the same lock, and use up its attempts without any backoff.
+ */
+export function workerStatementTimeoutMs(config: Pick<Config, 'statementTimeoutMs' | 'leaseMs'>): number {
+  const withinLease = Math.floor(config.leaseMs / 2);
+  return config.statementTimeoutMs === 0 ? withinLease : Math.min(config.statementTimeoutMs, withinLease);
 }

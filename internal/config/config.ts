@@ -69,7 +69,7 @@ export const DEFAULTS = {
   leaseMs: 30_000,
   logLevel: 'info' as LogLevel,
   connectionTimeoutMs: 5_000,
-  statementTimeoutMs: 30_000,
+  statementTimeoutMs: 10_000,
   maxAttempts: 5,
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,

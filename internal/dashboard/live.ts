@@ -105,8 +105,9 @@ export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): Li
     try {
       // Steps mean the numbers moved; otherwise look now and then for other processes' work.
       if (deps.feed.lastSeq > sentSeq || Date.now() - lastReadAt >= idleRefreshMs) {
-        // The steps are collected after the numbers were read, so a viewer never sees numbers
-        // ahead of the steps behind them (each step is logged before its worker's next write).
+        // The steps are collected after the numbers were read. A worker logs each step before
+        // its next write, so the numbers a viewer gets are ahead of its steps by at most each
+        // worker's latest write, and a settled pipeline never shows before its last steps.
         await readAndSend(undefined, sendNewSteps);
       }
     } finally {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createSilentLogger } from '../log/logger.ts';
 import { freePort } from '../net/free-port.ts';
-import { ensureEmbeddedPostgres, stopEmbeddedPostgres } from './embedded.ts';
+import { ensureEmbeddedPostgres, PID_FILE_STATUS_LINE, stopEmbeddedPostgres } from './embedded.ts';
 
 let dataDir: string;
 let port: number;
@@ -37,7 +37,7 @@ async function query<T extends pg.QueryResultRow>(url: string, sql: string): Pro
 /** The postmaster's status line, once it has written one. */
 async function pidFileStatus(): Promise<string | undefined> {
   const text = await fs.readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => undefined);
-  return text?.split('\n')[7]?.trim();
+  return text?.split('\n')[PID_FILE_STATUS_LINE]?.trim();
 }
 
 describe('the embedded PostgreSQL, asked for by several callers at once', () => {
@@ -52,8 +52,15 @@ describe('the embedded PostgreSQL, asked for by several callers at once', () => 
     await stopEmbeddedPostgres(dataDir, 'immediate'); // a crash: the next start replays the WAL
 
     const starter = ask();
+    let starterFailed: unknown;
+    starter.catch((error: unknown) => (starterFailed = error));
     let status: string | undefined;
-    while (!(status = await pidFileStatus())) await new Promise((resolve) => setTimeout(resolve, 5));
+    const deadline = Date.now() + 60_000;
+    while (!(status = await pidFileStatus())) {
+      if (starterFailed) throw starterFailed;
+      assert.ok(Date.now() < deadline, 'the server wrote no status line within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     const attachers = [ask(), ask(), ask()];
     // Each attacher uses its handle the moment it gets it, not when the starter is done.
     const used = await Promise.allSettled(

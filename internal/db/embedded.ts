@@ -68,7 +68,7 @@ export async function ensureEmbeddedPostgres(
   logger.info(`starting embedded PostgreSQL on 127.0.0.1:${port}`);
   try {
     await run(bins.pg_ctl, runAs, [
-      'start', '-w', '-t', '60', '-D', clusterDir, '-l', path.join(clusterDir, 'server.log'),
+      'start', '-w', '-t', '600', '-D', clusterDir, '-l', path.join(clusterDir, 'server.log'),
       '-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300`,
     ]);
   } catch (error) {
@@ -124,7 +124,7 @@ async function waitUntilReady(clusterDir: string, timeoutMs = 120_000): Promise<
 }
 
 /** postmaster.pid, line 8 (0-based 7): "starting", "ready", "stopping" or "standby". */
-const PID_FILE_STATUS_LINE = 7;
+export const PID_FILE_STATUS_LINE = 7;
 
 function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string): EmbeddedPostgres {
   let stopped = false;
