@@ -2,19 +2,17 @@
 // CLI, two servers): whoever does not start it attaches, and attaching means "ready to use".
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createSilentLogger } from '../log/logger.ts';
-import { freePort } from '../net/free-port.ts';
-import { ensureEmbeddedPostgres, PID_FILE_STATUS_LINE, stopEmbeddedPostgres } from './embedded.ts';
+import { freePort } from '../testkit/ports.ts';
+import { makeDataDir } from '../testkit/process.ts';
+import { ensureEmbeddedPostgres, postmasterStatus, stopEmbeddedPostgres } from './embedded.ts';
 
 let dataDir: string;
 let port: number;
 before(async () => {
-  dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'outbox-embedded-'));
-  await fs.chmod(dataDir, 0o755); // the postgres user must reach it when we run as root
+  dataDir = await makeDataDir('outbox-embedded-');
   port = await freePort();
 });
 after(async () => {
@@ -34,12 +32,6 @@ async function query<T extends pg.QueryResultRow>(url: string, sql: string): Pro
   }
 }
 
-/** The postmaster's status line, once it has written one. */
-async function pidFileStatus(): Promise<string | undefined> {
-  const text = await fs.readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => undefined);
-  return text?.split('\n')[PID_FILE_STATUS_LINE]?.trim();
-}
-
 describe('the embedded PostgreSQL, asked for by several callers at once', () => {
   // Found in review: "pg_ctl status" says running as soon as postmaster.pid exists, before the
   // server accepts connections, so a caller that attached then got ECONNREFUSED or "the
@@ -56,7 +48,7 @@ describe('the embedded PostgreSQL, asked for by several callers at once', () => 
     starter.catch((error: unknown) => (starterFailed = error));
     let status: string | undefined;
     const deadline = Date.now() + 60_000;
-    while (!(status = await pidFileStatus())) {
+    while (!(status = await postmasterStatus(dataDir))) {
       if (starterFailed) throw starterFailed;
       assert.ok(Date.now() < deadline, 'the server wrote no status line within 60 s');
       await new Promise((resolve) => setTimeout(resolve, 5));

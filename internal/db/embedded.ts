@@ -109,11 +109,9 @@ export async function stopEmbeddedPostgres(dataDir: string, mode: 'fast' | 'imme
 async function waitUntilReady(clusterDir: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    // Missing means the postmaster is gone; empty or short means it is still writing the file.
-    const pidFile = await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
-    const status = pidFile?.split('\n')[PID_FILE_STATUS_LINE]?.trim() ?? '';
+    const status = await readPostmasterStatus(clusterDir);
     if (status === 'ready') return;
-    if (pidFile === undefined || status === 'stopping') {
+    if (status === undefined || status === 'stopping') {
       throw new Error(`the embedded PostgreSQL in ${clusterDir} stopped while we attached to it; start again`);
     }
     if (Date.now() > deadline) {
@@ -123,8 +121,19 @@ async function waitUntilReady(clusterDir: string, timeoutMs = 120_000): Promise<
   }
 }
 
-/** postmaster.pid, line 8 (0-based 7): "starting", "ready", "stopping" or "standby". */
-export const PID_FILE_STATUS_LINE = 7;
+/** The status the postmaster of the cluster under `dataDir` reports (see readPostmasterStatus). */
+export function postmasterStatus(dataDir: string): Promise<string | undefined> {
+  return readPostmasterStatus(path.join(dataDir, 'pg'));
+}
+
+/**
+ * Line 8 of postmaster.pid: "starting", "ready", "stopping" or "standby"; '' while the
+ * postmaster is still writing the file; undefined when there is no file (no postmaster).
+ */
+async function readPostmasterStatus(clusterDir: string): Promise<string | undefined> {
+  const pidFile = await fs.readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  return pidFile === undefined ? undefined : (pidFile.split('\n')[7]?.trim() ?? '');
+}
 
 function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string): EmbeddedPostgres {
   let stopped = false;
