@@ -31,6 +31,13 @@ export function startJanitor(config: Config, logger: Logger, options: { url: str
     },
   );
   janitor.start();
+  const retryPath = longestRetryPathMs(config);
+  if (config.inboxRetentionMs <= retryPath) {
+    logger.child('Janitor').warn(
+      `INBOX_RETENTION ${formatDuration(config.inboxRetentionMs)} is shorter than one event's longest retry path ` +
+        `(~${Math.ceil(retryPath / 1000)} s: every lease and backoff); keep it far longer (default 7d)`,
+    );
+  }
   logger.child('Janitor').info(
     `every ${formatDuration(config.janitorIntervalMs)} (one process at a time): processed messages kept ${formatDuration(config.inboxRetentionMs)} ` +
       `(replay copies ${formatDuration(config.replayCopyRetentionMs)}), Idempotency-Keys ${formatDuration(config.idempotencyKeyTtlMs)}; ` +
@@ -44,4 +51,17 @@ export function startJanitor(config: Config, logger: Logger, options: { url: str
       return closing;
     },
   };
+}
+
+/**
+ * The longest an event can keep coming back on its own: every attempt may run out its lease,
+ * and every failure waits its longest backoff (jitter only ever shortens one).
+ * Retention must be far longer than this, and longer than any stall or replay you expect.
+ */
+export function longestRetryPathMs(config: Pick<Config, 'leaseMs' | 'maxAttempts' | 'retryBaseMs' | 'retryMaxMs'>): number {
+  let backoffs = 0;
+  for (let attempt = 1; attempt < config.maxAttempts; attempt++) {
+    backoffs += Math.min(config.retryBaseMs * 2 ** (attempt - 1), config.retryMaxMs);
+  }
+  return config.maxAttempts * config.leaseMs + backoffs;
 }
