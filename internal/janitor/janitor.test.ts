@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { DEFAULTS } from '../config/config.ts';
 import type { Pool } from '../db/pool.ts';
+import { countOrdersAppliedTwice } from '../inventory/processed.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { Janitor, type JanitorHooks, type JanitorObserver, type JanitorPass, type JanitorSettings } from './janitor.ts';
@@ -96,6 +97,12 @@ describe('janitor: processed_messages', () => {
       { message_id: older, event_type: null, payload: null },
       { message_id: recent, event_type: 'OrderCreated', payload: {} },
     ]);
+  });
+
+  it('rows whose copy was dropped are not mistaken for one order applied twice', async () => {
+    await processed(3, 2);
+    await elected(janitor());
+    assert.equal(await countOrdersAppliedTwice(db.pool), 0);
   });
 
   it('deletes in batches: a limit smaller than the rows takes several statements, and all go', async () => {
