@@ -1,11 +1,11 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
 import { Command } from 'commander';
-import { positiveInt } from '../../internal/cli/args.ts';
-import { redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
+import { duration, positiveInt } from '../../internal/cli/args.ts';
+import { purgeDeadLettersOlderThan, redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { isUuid } from '../../internal/orders/validate.ts';
-import { formatReplayReport } from '../../internal/replay/report.ts';
+import { formatPurgeReport, formatReplayReport } from '../../internal/replay/report.ts';
 
 const config = loadConfig();
 const options = new Command('replay')
@@ -13,13 +13,15 @@ const options = new Command('replay')
   .option('--count <n>', 'how many of the most recent processed messages', positiveInt, 3)
   .option('--message-id <uuid...>', 'replay these message ids instead')
   .option('--dead-letters', 're-drive dead letters (all, or --message-id ones) into the outbox and deliver them')
+  .option('--purge', 'with --dead-letters: delete dead letters older than --older-than instead of re-driving them (asks nothing)')
+  .option('--older-than <duration>', 'with --purge: how long ago they died, e.g. 30d, 12h', duration)
   .option('--fresh', 'first place one new order and deliver its event, then replay that (works on an empty database)')
   .option('--product <id>', 'product for --fresh', 'widget')
   .option('--url <url>', 'where a running server would answer', `http://${config.host}:${config.port}`)
   .option('--wait-timeout <ms>', "how long to wait for the server's workers", positiveInt, 15_000)
   .option('--json', 'print one JSON result object instead of the summary (logs go to stderr)')
   .parse()
-  .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; fresh?: boolean; product: string; url: string; waitTimeout: number; json?: boolean }>();
+  .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; purge?: boolean; olderThan?: number; fresh?: boolean; product: string; url: string; waitTimeout: number; json?: boolean }>();
 
 for (const id of options.messageId ?? []) {
   if (!isUuid(id)) {
@@ -28,9 +30,25 @@ for (const id of options.messageId ?? []) {
   }
 }
 
+if ((options.purge || options.olderThan !== undefined) && (!options.purge || !options.deadLetters || options.olderThan === undefined || options.messageId)) {
+  process.stderr.write('--purge goes with --dead-letters and --older-than <duration> (e.g. --dead-letters --purge --older-than 30d), without --message-id\n');
+  process.exit(2);
+}
+
 const output = options.json ? process.stderr : process.stdout;
 const color = colorEnabled(output);
 const logger = createConsoleLogger({ level: config.logLevel, color, stream: output });
+
+if (options.purge) {
+  try {
+    const result = await purgeDeadLettersOlderThan(config, options.olderThan!, logger);
+    process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatPurgeReport(result, color)}\n`);
+    process.exit(0);
+  } catch (error) {
+    logger.error('purge failed', error);
+    process.exit(1);
+  }
+}
 
 if (options.deadLetters) {
   try {

@@ -4,6 +4,7 @@
 import os from 'node:os';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
+import { startJanitor } from './janitor.ts';
 import { startWorkers } from './workers.ts';
 import { connectDatabase } from './wiring.ts';
 
@@ -19,11 +20,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const db = await connectDatabase(config, logger, 'relay-main', 1);
   try {
     const workers = await startWorkers({ ...config, relayName: name }, logger, { url: db.server.url });
+    const janitor = startJanitor(config, logger, { url: db.server.url });
     logger.child('Relay').info(`${name}: ${workers.describe()} on the ${db.server.kind} PostgreSQL`);
     return {
       name,
       async close() {
-        await workers.close();
+        await Promise.all([workers.close(), janitor.close()]);
         await db.close();
       },
     };

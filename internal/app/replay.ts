@@ -5,6 +5,7 @@ import type { Config } from '../config/config.ts';
 import type { Pool } from '../db/pool.ts';
 import { createInventoryConsumer, type InventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
+import { purgeOldDeadLetters, type PurgeResult } from '../replay/purge.ts';
 import { redriveAndDeliver, type RedriveResult } from '../replay/redrive.ts';
 import { runReplay, type ReplayOptions, type ReplayResult } from '../replay/replay.ts';
 import { connectDatabase } from './wiring.ts';
@@ -18,6 +19,16 @@ export function redriveDeadLettersAndWait(
   return withReplayDeps(config, options.serverUrl, logger, (deps) =>
     redriveAndDeliver(options.messageIds, options.waitTimeoutMs, { ...deps, maxAttempts: config.maxAttempts }),
   );
+}
+
+/** `--dead-letters --purge --older-than <duration>`: delete old dead letters, report each. */
+export async function purgeDeadLettersOlderThan(config: Config, olderThanMs: number, logger: Logger): Promise<PurgeResult> {
+  const db = await connectDatabase(config, logger, 'replay', 1);
+  try {
+    return await purgeOldDeadLetters(db.pool, olderThanMs, logger);
+  } finally {
+    await db.close();
+  }
 }
 
 export function replayDuplicates(config: Config, options: ReplayOptions & { serverUrl: string }, logger: Logger): Promise<ReplayResult> {

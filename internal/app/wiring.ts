@@ -15,6 +15,7 @@ import { createMetrics } from '../metrics/metrics.ts';
 import type { Relay } from '../relay/relay.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
+import { startJanitor } from './janitor.ts';
 import { startWorkers, type Workers } from './workers.ts';
 
 export interface Database {
@@ -79,6 +80,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     throw error;
   }
   const { relay } = workers;
+  const janitor = startJanitor(config, logger, { url: db.server.url, observer: metrics.janitorObserver });
   // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
   const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
   let url = '';
@@ -101,11 +103,12 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     faults,
     crash,
     remoteActions: config.dashboardRemoteActions,
+    idempotencyKeyTtlMs: config.idempotencyKeyTtlMs,
   });
   try {
     http = await listen(app, config.port, config.host);
   } catch (error) {
-    await workers.close();
+    await Promise.all([workers.close(), janitor.close()]);
     await db.close();
     throw error;
   }
@@ -126,7 +129,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         // answered; closing idle ones once would leave it open for the keep-alive timeout.
         http.closeIdleConnections();
         const sweep = setInterval(() => http.closeIdleConnections(), 50);
-        await Promise.all([workers.close(), httpClosed.finally(() => clearInterval(sweep))]);
+        await Promise.all([workers.close(), janitor.close(), httpClosed.finally(() => clearInterval(sweep))]);
         await db.close();
       })();
       return closing;

@@ -1,6 +1,7 @@
 // Flag parsers shared by the command-line entry points: a bad value stops commander with a
 // clear message instead of reaching internal/ as NaN.
 import { InvalidArgumentError } from 'commander';
+import { DURATION_FORMAT, parseDuration } from '../config/duration.ts';
 
 export function intAtLeast(min: number): (value: string) => number {
   return (value) => {
@@ -16,4 +17,11 @@ export function fraction(value: string): number {
   const n = Number(value);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('must be a number from 0 to 1');
   return n;
+}
+
+/** "30d" → milliseconds. */
+export function duration(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError(`must be ${DURATION_FORMAT}`);
+  return ms;
 }

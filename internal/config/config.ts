@@ -1,6 +1,7 @@
 // The one place that reads the environment. Everything else is handed a Config.
 import path from 'node:path';
 import type { LogLevel } from '../log/logger.ts';
+import { DURATION_FORMAT, formatDuration, parseDuration } from './duration.ts';
 
 /** How idle workers learn of new events: LISTEN/NOTIFY plus polling, or polling alone. */
 export type WakeupMode = 'notify' | 'poll';
@@ -42,6 +43,15 @@ export interface Config {
   consumerMode: ConsumerMode;
   /** A relay process's name; its workers are "<name>/Worker-N". Unset: plain "Worker-N". */
   relayName: string | undefined;
+  // Retention (the janitor); all in milliseconds, read from durations such as "7d".
+  /** How often the janitor prunes (JANITOR_INTERVAL). */
+  janitorIntervalMs: number;
+  /** How long processed_messages and skipped_duplicates rows are kept (INBOX_RETENTION). */
+  inboxRetentionMs: number;
+  /** How long a processed message keeps its replay copy, type and payload (REPLAY_COPY_RETENTION). */
+  replayCopyRetentionMs: number;
+  /** After this, an Idempotency-Key is forgotten and may be used again (IDEMPOTENCY_KEY_TTL). */
+  idempotencyKeyTtlMs: number;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -76,6 +86,10 @@ export const DEFAULTS = {
   dashboardRemoteActions: false,
   wakeup: 'notify' as WakeupMode,
   consumerMode: 'per-message' as ConsumerMode,
+  janitorIntervalMs: 60_000,
+  inboxRetentionMs: 7 * 86_400_000,
+  replayCopyRetentionMs: 86_400_000,
+  idempotencyKeyTtlMs: 86_400_000,
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -105,6 +119,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     wakeup: oneOf(env, 'WAKEUP', ['notify', 'poll'], DEFAULTS.wakeup),
     consumerMode: oneOf(env, 'CONSUMER_MODE', ['per-message', 'batch'], DEFAULTS.consumerMode),
     relayName: relayName(env.RELAY_NAME),
+    ...retention(env),
   };
   return { ...config, ...overrides };
 }
@@ -166,6 +181,30 @@ function relayName(raw: string | undefined): string | undefined {
   // It becomes part of every worker name (processed_messages.handled_by), so keep it plain.
   if (value !== undefined && !/^[\w.-]{1,40}$/.test(value)) {
     throw new ConfigError(`RELAY_NAME must be 1 to 40 letters, digits, ".", "_" or "-", got "${raw}"`);
+  }
+  return value;
+}
+
+// Retention settings: durations, so nobody has to count the zeros of 7 days in milliseconds.
+const SECOND = 1_000;
+const YEAR = 365 * 86_400_000;
+
+function retention(env: Env): Pick<Config, 'janitorIntervalMs' | 'inboxRetentionMs' | 'replayCopyRetentionMs' | 'idempotencyKeyTtlMs'> {
+  return {
+    janitorIntervalMs: duration(env, 'JANITOR_INTERVAL', DEFAULTS.janitorIntervalMs, SECOND, 86_400_000),
+    inboxRetentionMs: duration(env, 'INBOX_RETENTION', DEFAULTS.inboxRetentionMs, SECOND, 10 * YEAR),
+    replayCopyRetentionMs: duration(env, 'REPLAY_COPY_RETENTION', DEFAULTS.replayCopyRetentionMs, SECOND, 10 * YEAR),
+    idempotencyKeyTtlMs: duration(env, 'IDEMPOTENCY_KEY_TTL', DEFAULTS.idempotencyKeyTtlMs, SECOND, 10 * YEAR),
+  };
+}
+
+function duration(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  const value = parseDuration(raw);
+  if (value === undefined) throw new ConfigError(`${name} must be ${DURATION_FORMAT}, got "${raw}"`);
+  if (value < min || value > max) {
+    throw new ConfigError(`${name} must be from ${formatDuration(min)} to ${formatDuration(max)}, got "${raw}"`);
   }
   return value;
 }

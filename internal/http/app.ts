@@ -22,6 +22,8 @@ export interface HttpDeps extends DashboardDeps {
   crash?: CrashHook;
   /** Counts requests and renders GET /metrics; a fresh one when not given. */
   metrics?: Metrics;
+  /** IDEMPOTENCY_KEY_TTL: after it, an Idempotency-Key may be used for a new order (default 24 h). */
+  idempotencyKeyTtlMs?: number;
 }
 
 export const BODY_LIMIT = '4kb';
@@ -52,7 +54,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     .post(requireJson, json, async (req, res) => {
       const input = validateOrderInput(req.body);
       const idempotencyKey = validateIdempotencyKey(req.get('idempotency-key'));
-      const placed = await placeOrder(deps.pool, input, { idempotencyKey, crash: deps.crash });
+      const placed = await placeOrder(deps.pool, input, {
+        idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, crash: deps.crash,
+      });
       const { order } = placed;
       if (placed.replayed) {
         // Same key, same body: the client is retrying. Same answer, nothing new written.

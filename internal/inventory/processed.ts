@@ -95,11 +95,15 @@ export async function lastSkipId(db: Queryable): Promise<string> {
   return rows[0]!.id;
 }
 
-/** Orders whose OrderCreated was applied more than once: must always be 0. */
+/**
+ * Orders whose OrderCreated was applied more than once: must always be 0. It can only see
+ * messages that still have their replay copy (the payload names the order); rows whose copy
+ * the janitor dropped are left out rather than counted as one big NULL order.
+ */
 export async function countOrdersAppliedTwice(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (
-       SELECT payload->>'orderId' FROM processed_messages WHERE outcome = 'applied'
+       SELECT payload->>'orderId' FROM processed_messages WHERE outcome = 'applied' AND payload ? 'orderId'
         GROUP BY payload->>'orderId' HAVING count(*) > 1) twice`,
   );
   return rows[0]!.n;
@@ -187,4 +191,82 @@ export async function recordSkippedDuplicates(db: Queryable, messageIds: readonl
     `INSERT INTO skipped_duplicates (message_id, handled_by) SELECT id, $2 FROM unnest($1::uuid[]) AS id`,
     [messageIds, handledBy],
   );
+}
+
+// Retention (run by the janitor, in small batches). Ages are compared with now(), the
+// database clock, never this process's clock. Each DELETE picks at most `limit` ids through
+// an index in a sub-select, then re-checks the age on the row it deletes, so a row changed
+// meanwhile is judged on its new version.
+
+/**
+ * Deletes up to `limit` processed_messages older than `retentionMs` whose message is neither
+ * in the outbox nor in dead_letters: while a message can still be delivered, its record is
+ * what makes the delivery a recognised duplicate. Returns how many rows were deleted.
+ */
+export async function pruneProcessedMessages(db: Queryable, retentionMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM processed_messages
+      WHERE message_id = ANY (ARRAY(
+              SELECT p.message_id FROM processed_messages p
+               WHERE p.processed_at < now() - make_interval(secs => $1 / 1000.0)
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = p.message_id)
+                 AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = p.message_id)
+               ORDER BY p.processed_at LIMIT $2))
+        AND processed_at < now() - make_interval(secs => $1 / 1000.0)`,
+    [retentionMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/** Drops the replay copy (type, payload) of up to `limit` messages processed more than `retentionMs` ago; the rows stay. */
+export async function dropReplayCopies(db: Queryable, retentionMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE processed_messages SET event_type = NULL, payload = NULL
+      WHERE message_id = ANY (ARRAY(
+              SELECT message_id FROM processed_messages
+               WHERE event_type IS NOT NULL AND processed_at < now() - make_interval(secs => $1 / 1000.0)
+               ORDER BY processed_at LIMIT $2))
+        AND event_type IS NOT NULL`,
+    [retentionMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/** Deletes up to `limit` skipped_duplicates rows older than `retentionMs`. */
+export async function pruneSkippedDuplicates(db: Queryable, retentionMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM skipped_duplicates
+      WHERE id = ANY (ARRAY(
+              SELECT id FROM skipped_duplicates
+               WHERE skipped_at < now() - make_interval(secs => $1 / 1000.0)
+               ORDER BY skipped_at LIMIT $2))`,
+    [retentionMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * How long (seconds, database clock) the oldest row the janitor may remove has been waiting
+ * for it, across processed_messages, their replay copies and skipped_duplicates; 0 when none.
+ * A janitor that keeps up keeps this below its interval.
+ */
+export async function inboxRetentionLagSeconds(db: Queryable, retentionMs: number, copyRetentionMs: number): Promise<number> {
+  const { rows } = await db.query<{ lag: number }>(
+    `SELECT greatest(0,
+       extract(epoch FROM now() - make_interval(secs => $1 / 1000.0) - (
+         SELECT p.processed_at FROM processed_messages p
+          WHERE p.processed_at < now() - make_interval(secs => $1 / 1000.0)
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = p.message_id)
+            AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = p.message_id)
+          ORDER BY p.processed_at LIMIT 1)),
+       extract(epoch FROM now() - make_interval(secs => $2 / 1000.0) - (
+         SELECT processed_at FROM processed_messages
+          WHERE event_type IS NOT NULL AND processed_at < now() - make_interval(secs => $2 / 1000.0)
+          ORDER BY processed_at LIMIT 1)),
+       extract(epoch FROM now() - make_interval(secs => $1 / 1000.0) - (
+         SELECT min(skipped_at) FROM skipped_duplicates WHERE skipped_at < now() - make_interval(secs => $1 / 1000.0)))
+     )::float8 AS lag`,
+    [retentionMs, copyRetentionMs],
+  );
+  return rows[0]!.lag;
 }

@@ -8,12 +8,16 @@
 //   deliveries, HTTP requests) is observed in memory since start-up.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Queryable } from '../db/pool.ts';
+import type { JanitorObserver } from '../janitor/janitor.ts';
 import type { RelayObserver } from '../relay/relay.ts';
 import { readStats, type Stats } from '../stats/stats.ts';
+import { createJanitorMetrics } from './janitor-metrics.ts';
 
 export interface Metrics {
   /** Hand to the relay: claims, deliveries and failures as they happen. */
   readonly relayObserver: RelayObserver;
+  /** Hand to the janitor: rows pruned, its passes and lag. */
+  readonly janitorObserver: JanitorObserver;
   /** One finished HTTP request; `route` is the route pattern, never the raw path. */
   observeHttpRequest(method: string, route: string, status: number): void;
   /** Reads the database once, then renders every metric. Concurrent scrapes share one read. */
@@ -90,8 +94,11 @@ export function createMetrics(db: Queryable): Metrics {
     }
   }
 
+  const janitorObserver = createJanitorMetrics(registers);
+
   let scraping: Promise<string> | undefined;
   return {
+    janitorObserver,
     relayObserver: {
       onClaimed: (_worker, batchSize) => claimSize.observe(batchSize),
       onDelivered: (_worker, ms) => latency.observe(ms / 1000),

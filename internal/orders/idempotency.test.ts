@@ -54,3 +54,48 @@ describe('Idempotency-Key', () => {
     assert.ok(isAppError(retry, 'UNKNOWN_PRODUCT'), 'the same bad request fails the same way, not as a key reuse');
   });
 });
+
+describe('Idempotency-Key after IDEMPOTENCY_KEY_TTL', () => {
+  const age = (key: string, hours: number) =>
+    db.pool.query(`UPDATE idempotency_keys SET created_at = now() - make_interval(hours => $2) WHERE key = $1`, [key, hours]);
+
+  it('an expired key is reusable even before the janitor ran: same key, new body → a new order', async () => {
+    const first = await placeOrder(db.pool, { productId: 'widget', quantity: 2 }, { idempotencyKey: 'k-ttl' });
+    await age('k-ttl', 25); // the default TTL is 24 h
+    const reused = await placeOrder(db.pool, { productId: 'gadget', quantity: 5 }, { idempotencyKey: 'k-ttl' });
+    assert.equal(reused.replayed, false);
+    assert.notEqual(reused.order.id, first.order.id);
+    assert.equal(reused.order.productId, 'gadget');
+    // The key now belongs to the new order: a retry of the new request gets it back.
+    const retry = await placeOrder(db.pool, { productId: 'gadget', quantity: 5 }, { idempotencyKey: 'k-ttl' });
+    assert.equal(retry.replayed, true);
+    assert.equal(retry.order.id, reused.order.id);
+    assert.deepEqual(await counts(), { orders: 2, events: 2, keys: 1 });
+  });
+
+  it('a key younger than the TTL still refuses a different body', async () => {
+    await placeOrder(db.pool, { productId: 'widget', quantity: 2 }, { idempotencyKey: 'k-young' });
+    await age('k-young', 23);
+    await assert.rejects(
+      placeOrder(db.pool, { productId: 'widget', quantity: 3 }, { idempotencyKey: 'k-young' }),
+      (error) => isAppError(error, 'IDEMPOTENCY_KEY_REUSED'),
+    );
+  });
+
+  it('the TTL is a setting: with 1 hour, a key 2 hours old is free again', async () => {
+    await placeOrder(db.pool, { productId: 'widget', quantity: 2 }, { idempotencyKey: 'k-1h' });
+    await age('k-1h', 2);
+    const reused = await placeOrder(db.pool, { productId: 'widget', quantity: 3 }, { idempotencyKey: 'k-1h', idempotencyKeyTtlMs: 3_600_000 });
+    assert.equal(reused.replayed, false);
+  });
+
+  it('ten concurrent requests reusing one expired key create one new order, and all ten get it', async () => {
+    await placeOrder(db.pool, { productId: 'widget', quantity: 2 }, { idempotencyKey: 'k-race' });
+    await age('k-race', 48);
+    const input = { productId: 'doohickey', quantity: 1 };
+    const results = await Promise.all(Array.from({ length: 10 }, () => placeOrder(db.pool, input, { idempotencyKey: 'k-race' })));
+    assert.equal(new Set(results.map((r) => r.order.id)).size, 1);
+    assert.equal(results.filter((r) => !r.replayed).length, 1);
+    assert.deepEqual(await counts(), { orders: 2, events: 2, keys: 1 });
+  });
+});

@@ -5,6 +5,9 @@ import type { Queryable } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
 import type { OrderInput } from './validate.ts';
 
+/** IDEMPOTENCY_KEY_TTL's default (internal/config): a day covers any sensible client retry. */
+export const DEFAULT_IDEMPOTENCY_KEY_TTL_MS = 86_400_000;
+
 const KEY_PATTERN = /^[\x21-\x7e]{1,200}$/;
 
 /** Header value → key; a malformed key is a 400, never silently ignored. */
@@ -27,13 +30,25 @@ export function requestHash(input: OrderInput): string {
  * Runs in the order's transaction, before the order is written. Returns undefined when the
  * key is new (and now taken by `orderId`), or the order id an earlier request stored. A
  * concurrent request with the same key waits here until the first one commits or rolls back.
+ *
+ * A key older than `ttlMs` (database clock) counts as absent even before the janitor deleted
+ * it: the same statement takes it over for this order, so two requests reusing one expired
+ * key still end with one new order (the second waits for the first and then sees a live key).
  */
-export async function takeIdempotencyKey(tx: Queryable, key: string, hash: string, orderId: string): Promise<string | undefined> {
-  const inserted = await tx.query(
-    `INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`,
-    [key, hash, orderId],
+export async function takeIdempotencyKey(
+  tx: Queryable,
+  key: string,
+  hash: string,
+  orderId: string,
+  ttlMs: number,
+): Promise<string | undefined> {
+  const taken = await tx.query(
+    `INSERT INTO idempotency_keys AS k (key, request_hash, order_id) VALUES ($1, $2, $3)
+     ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, order_id = excluded.order_id, created_at = now()
+      WHERE k.created_at <= now() - make_interval(secs => $4 / 1000.0)`,
+    [key, hash, orderId, ttlMs],
   );
-  if (inserted.rowCount === 1) return undefined;
+  if (taken.rowCount === 1) return undefined;
   const { rows } = await tx.query<{ request_hash: string; order_id: string }>(
     `SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`,
     [key],
@@ -47,6 +62,33 @@ export async function takeIdempotencyKey(tx: Queryable, key: string, hash: strin
     });
   }
   return earlier.order_id;
+}
+
+/**
+ * Deletes up to `limit` keys older than `ttlMs` (the janitor's batch). The age is checked again
+ * on the row being deleted: a key a request has just taken over is young again and stays.
+ */
+export async function pruneExpiredIdempotencyKeys(db: Queryable, ttlMs: number, limit: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM idempotency_keys
+      WHERE key = ANY (ARRAY(
+              SELECT key FROM idempotency_keys
+               WHERE created_at <= now() - make_interval(secs => $1 / 1000.0)
+               ORDER BY created_at LIMIT $2))
+        AND created_at <= now() - make_interval(secs => $1 / 1000.0)`,
+    [ttlMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/** Seconds (database clock) since the oldest expired key expired; 0 when none is left. */
+export async function idempotencyKeyLagSeconds(db: Queryable, ttlMs: number): Promise<number> {
+  const { rows } = await db.query<{ lag: number }>(
+    `SELECT coalesce(extract(epoch FROM now() - make_interval(secs => $1 / 1000.0) - min(created_at)), 0)::float8 AS lag
+       FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => $1 / 1000.0)`,
+    [ttlMs],
+  );
+  return rows[0]!.lag;
 }
 
 export async function deleteAllIdempotencyKeys(tx: Queryable): Promise<void> {

@@ -6,7 +6,7 @@ import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
 import { enqueueEvent, enqueueEvents, ORDER_CREATED, type NewEvent } from '../outbox/outbox.ts';
 import type { CrashHook } from '../faults/faults.ts';
-import { requestHash, takeIdempotencyKey } from './idempotency.ts';
+import { DEFAULT_IDEMPOTENCY_KEY_TTL_MS, requestHash, takeIdempotencyKey } from './idempotency.ts';
 import { isUuid, type OrderInput } from './validate.ts';
 
 export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED';
@@ -53,6 +53,8 @@ export interface NewOrder {
 
 export interface PlaceOrderOptions {
   idempotencyKey?: string;
+  /** How long an Idempotency-Key holds (IDEMPOTENCY_KEY_TTL); after it, the key may be used again. Default 24 h. */
+  idempotencyKeyTtlMs?: number;
   /** Fault injection: the crash point between the two inserts. */
   crash?: CrashHook;
 }
@@ -66,7 +68,9 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
   try {
     return await withTransaction(pool, async (tx) => {
       if (options.idempotencyKey !== undefined) {
-        const earlier = await takeIdempotencyKey(tx, options.idempotencyKey, requestHash(input), orderId);
+        const earlier = await takeIdempotencyKey(
+          tx, options.idempotencyKey, requestHash(input), orderId, options.idempotencyKeyTtlMs ?? DEFAULT_IDEMPOTENCY_KEY_TTL_MS,
+        );
         if (earlier) return { order: await getOrder(tx, earlier), replayed: true };
       }
       const { rows } = await tx.query<OrderRow>(

@@ -67,6 +67,33 @@ export async function countDeadLetters(db: Queryable): Promise<number> {
   return rows[0]!.n;
 }
 
+export interface PurgedDeadLetter {
+  messageId: string;
+  eventType: string;
+  aggregateId: string;
+  lastError: string | null;
+  deadAt: Date;
+}
+
+/**
+ * Deletes up to `limit` dead letters that died more than `olderThanMs` ago (database clock),
+ * oldest first, and returns them. Dead letters are never pruned by the janitor: only this,
+ * run on purpose by a person, removes one without re-driving it.
+ */
+export async function purgeDeadLetters(db: Queryable, olderThanMs: number, limit: number): Promise<PurgedDeadLetter[]> {
+  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; last_error: string | null; dead_at: Date }>(
+    `DELETE FROM dead_letters
+      WHERE id = ANY (ARRAY(
+              SELECT id FROM dead_letters WHERE dead_at < now() - make_interval(secs => $1 / 1000.0)
+               ORDER BY dead_at, id LIMIT $2))
+     RETURNING message_id, event_type, aggregate_id, last_error, dead_at`,
+    [olderThanMs, limit],
+  );
+  return rows
+    .map((row) => ({ messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, lastError: row.last_error, deadAt: row.dead_at }))
+    .sort((a, b) => a.deadAt.getTime() - b.deadAt.getTime());
+}
+
 /** Empties dead_letters: the demo's fresh start. */
 export async function clearDeadLetters(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM dead_letters`);

@@ -1,5 +1,7 @@
 // The replay's closing summary.
 import { Chalk } from 'chalk';
+import { formatDuration } from '../config/duration.ts';
+import type { PurgeResult } from './purge.ts';
 import type { ReplayResult } from './replay.ts';
 
 export function formatReplayReport(result: ReplayResult, color: boolean): string {
@@ -39,5 +41,20 @@ export function formatReplayReport(result: ReplayResult, color: boolean): string
       ? `${label('verdict')}${c.green('✓ every duplicate was recognised and skipped; nothing changed')}`
       : `${label('verdict')}${c.red('✗ see above')}`,
   );
+  return lines.join('\n');
+}
+
+/** What --purge removed: one line per dead letter, so the output is the record of it. */
+export function formatPurgeReport(result: PurgeResult, color: boolean): string {
+  const c = new Chalk({ level: color ? 2 : 0 });
+  const age = formatDuration(result.olderThanMs);
+  if (result.purged.length === 0) return `No dead letters older than ${age}: nothing purged.`;
+  const lines = [c.bold(`Purged ${result.purged.length} dead letter(s) older than ${age}:`)];
+  for (const dead of result.purged) {
+    lines.push(
+      `  ${dead.messageId}  ${dead.eventType}  aggregate ${dead.aggregateId}  dead since ${dead.deadAt.toISOString()}` +
+        `  last error: ${dead.lastError ?? 'none'}`,
+    );
+  }
   return lines.join('\n');
 }
