@@ -136,7 +136,8 @@ describe('the buttons\' endpoints', () => {
     const second = await post('/dashboard/replay', {});
     assert.equal(second.status, 409);
     assert.equal((await second.json()).error.code, 'CONFLICT');
-    assert.equal((await (await first).json()).ok, true);
+    const result = await (await first).json();
+    assert.equal(result.ok, true, `${JSON.stringify(result.problems)} (${result.failed} failed)`);
   });
 
   it('rejects bad counts with 400 and writes nothing', async () => {
