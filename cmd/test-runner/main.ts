@@ -14,7 +14,11 @@ const config = loadConfig();
 const logger = createConsoleLogger({ level: 'warn', color: colorEnabled(process.stdout) });
 const code = await runTests(
   config,
-  { filters: program.args, concurrency: Number(program.opts<{ concurrency: string }>().concurrency) },
+  {
+    filters: program.args,
+    concurrency: Number(program.opts<{ concurrency: string }>().concurrency),
+    onSummary: (line) => console.log(line),
+  },
   logger,
 );
 process.exit(code);

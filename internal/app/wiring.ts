@@ -10,6 +10,7 @@ import { createLessons } from '../dashboard/lessons.ts';
 import { createLiveFeed } from '../dashboard/feed.ts';
 import { createLiveUpdates } from '../dashboard/live.ts';
 import { createHttpApp } from '../http/app.ts';
+import { serverNames } from '../http/guard.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import type { Relay } from '../relay/relay.ts';
@@ -84,12 +85,13 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
   const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
   let url = '';
+  let selfUrl = '';
   const live = createLiveUpdates({ db: db.pool, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
   const lessons = createLessons({
     pool: db.pool,
     consumer: workers.consumer,
     logger,
-    serverUrl: () => url,
+    serverUrl: () => selfUrl,
     nudge: () => relay.nudge(),
     leaseMs: config.leaseMs,
   });
@@ -104,6 +106,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     crash,
     remoteActions: config.dashboardRemoteActions,
     idempotencyKeyTtlMs: config.idempotencyKeyTtlMs,
+    serverNames: serverNames(config.host, config.allowedHosts),
   });
   try {
     http = await listen(app, config.port, config.host);
@@ -114,6 +117,9 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   }
   const { port } = http.address() as AddressInfo;
   url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  // The buttons call this server's own API. 0.0.0.0 and :: are where it listens, not names
+  // to call it by (and not names the Host check accepts): they call it over loopback then.
+  selfUrl = config.host === '0.0.0.0' ? `http://127.0.0.1:${port}` : config.host === '::' ? `http://[::1]:${port}` : url;
   logger.child('API').info(`listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()})`);
 
   let closing: Promise<void> | undefined;

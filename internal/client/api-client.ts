@@ -8,6 +8,9 @@ export interface ApiOrder {
   userId: string | null;
   status: 'PENDING' | 'CONFIRMED' | 'REJECTED';
   rejectReason: string | null;
+  /** ISO 8601, from the database clock: when the order was accepted, and last changed (settled). */
+  createdAt: string;
+  updatedAt: string;
 }
 
 export interface ApiProduct {

@@ -1,4 +1,5 @@
 // The one place that reads the environment. Everything else is handed a Config.
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { LogLevel } from '../log/logger.ts';
 import { DURATION_FORMAT, formatDuration, parseDuration } from './duration.ts';
@@ -39,6 +40,8 @@ export interface Config {
   crashAt: CrashAt | undefined;
   /** Let the dashboard's buttons answer clients on other machines (default: loopback only). */
   dashboardRemoteActions: boolean;
+  /** ALLOWED_HOSTS: names (besides loopback and HOST) this server answers to; see internal/http/guard.ts. */
+  allowedHosts: string[];
   wakeup: WakeupMode;
   consumerMode: ConsumerMode;
   /** A relay process's name; its workers are "<name>/Worker-N". Unset: plain "Worker-N". */
@@ -116,6 +119,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     faultSeed: nonEmpty(env.FAULT_SEED) === undefined ? undefined : int(env, 'FAULT_SEED', 0, 0, 2 ** 31 - 1),
     crashAt: crashAt(env.CRASH_AT),
     dashboardRemoteActions: bool(env, 'DASHBOARD_REMOTE_ACTIONS', DEFAULTS.dashboardRemoteActions),
+    allowedHosts: hostNames(env, 'ALLOWED_HOSTS'),
     wakeup: oneOf(env, 'WAKEUP', ['notify', 'poll'], DEFAULTS.wakeup),
     consumerMode: oneOf(env, 'CONSUMER_MODE', ['per-message', 'batch'], DEFAULTS.consumerMode),
     relayName: relayName(env.RELAY_NAME),
@@ -207,6 +211,28 @@ function duration(env: Env, name: string, fallback: number, min: number, max: nu
     throw new ConfigError(`${name} must be from ${formatDuration(min)} to ${formatDuration(max)}, got "${raw}"`);
   }
   return value;
+}
+
+/**
+ * A comma-separated list of host names or IP addresses, lowercased; IPv6 in brackets, as a
+ * Host header carries it. No port: the Host check compares names only (see http/guard.ts).
+ */
+function hostNames(env: Env, name: string): string[] {
+  const names: string[] = [];
+  for (const entry of (env[name] ?? '').split(',').map((e) => e.trim()).filter(Boolean)) {
+    const bracketed = isIP(entry) === 6 ? `[${entry}]` : entry;
+    let url: URL | undefined;
+    try {
+      url = new URL(`http://${bracketed}`);
+    } catch {
+      url = undefined;
+    }
+    if (!url || url.port !== '' || /[/@?#\\]/.test(entry)) {
+      throw new ConfigError(`${name} must be host names or IP addresses separated by commas, without scheme or port; got "${entry}"`);
+    }
+    names.push(url.hostname);
+  }
+  return names;
 }
 
 /** Whether output should be colored: NO_COLOR wins, then FORCE_COLOR, then "is it a TTY". */

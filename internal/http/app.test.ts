@@ -85,6 +85,12 @@ describe('POST /orders', () => {
     ['text/json content type', '{"productId":"widget","quantity":1}', 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/json'],
     ['body over the limit', JSON.stringify({ productId: 'widget', quantity: 1, userId: 'x'.repeat(10_000) }), 413, 'PAYLOAD_TOO_LARGE'],
   ];
+  it('says what the body limit is when a body is over it (413)', async () => {
+    const res = await post(JSON.stringify({ productId: 'widget', quantity: 1, userId: 'x'.repeat(10_000) }));
+    assert.equal(res.status, 413);
+    assert.equal((await res.json()).error.message, 'the request body is larger than the 4 kB limit (4096 bytes)');
+  });
+
   for (const [name, body, status, code, contentType] of bad) {
     it(`rejects ${name} with ${status} ${code} and writes nothing`, async () => {
       const before = await counts();

@@ -12,6 +12,7 @@ import type { CrashHook } from '../faults/faults.ts';
 import { readStats } from '../stats/stats.ts';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
+import { hostGuard, originGuard, requireJson, type ServerNames } from './guard.ts';
 
 export interface HttpDeps extends DashboardDeps {
   pool: Pool;
@@ -24,6 +25,8 @@ export interface HttpDeps extends DashboardDeps {
   metrics?: Metrics;
   /** IDEMPOTENCY_KEY_TTL: after it, an Idempotency-Key may be used for a new order (default 24 h). */
   idempotencyKeyTtlMs?: number;
+  /** Names besides the loopback ones that requests may use in Host (guard.ts serverNames). */
+  serverNames?: ServerNames;
 }
 
 export const BODY_LIMIT = '4kb';
@@ -39,15 +42,11 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.on('close', () => metrics.observeHttpRequest(req.method, routeOf(req, res), res.statusCode));
     next();
   });
+  // Before every route: a page on another site may neither read this server under a name it
+  // controls nor change anything here (guard.ts says why and how).
+  app.use(hostGuard(deps.serverNames ?? new Set(), log), originGuard(log));
 
   const json = express.json({ limit: BODY_LIMIT, strict: false }); // any JSON value parses; the validator explains what is wrong with it
-  const requireJson: RequestHandler = (req, _res, next) => {
-    if (!req.is('application/json')) {
-      next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the order as Content-Type: application/json'));
-      return;
-    }
-    next();
-  };
 
   app
     .route('/orders')

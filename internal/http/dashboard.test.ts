@@ -120,7 +120,7 @@ describe('the buttons\' endpoints', () => {
   it('"Replay 3 duplicates" skips three and changes nothing else', async () => {
     await post('/dashboard/orders', { count: 3 });
     const before = await totals();
-    const res = await post('/dashboard/replay');
+    const res = await post('/dashboard/replay', {});
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { replayed: 3, skipped: 3, stockUnchanged: true, ok: true });
     assert.deepEqual(await totals(), { ...before, skipped: before.skipped + 3 });
@@ -133,10 +133,11 @@ describe('the buttons\' endpoints', () => {
     while ((await db.pool.query(`SELECT count(*)::int AS n FROM orders WHERE user_id = 'dashboard'`)).rows[0].n <= start) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    const second = await post('/dashboard/replay');
+    const second = await post('/dashboard/replay', {});
     assert.equal(second.status, 409);
     assert.equal((await second.json()).error.code, 'CONFLICT');
-    assert.equal((await (await first).json()).ok, true);
+    const result = await (await first).json();
+    assert.equal(result.ok, true, `${JSON.stringify(result.problems)} (${result.failed} failed)`);
   });
 
   it('rejects bad counts with 400 and writes nothing', async () => {
@@ -147,6 +148,9 @@ describe('the buttons\' endpoints', () => {
       assert.equal((await res.json()).error.code, 'VALIDATION_FAILED');
     }
     assert.equal((await post('/dashboard/replay', { count: 101 })).status, 400);
+    const tooLarge = await post('/dashboard/orders', { count: 1, padding: 'x'.repeat(2_000) });
+    assert.equal(tooLarge.status, 413);
+    assert.match((await tooLarge.json()).error.message, /the 1 kB limit \(1024 bytes\)/);
     assert.deepEqual(await totals(), before);
   });
 
@@ -211,19 +215,20 @@ describe('who may press the buttons', () => {
   });
 
   it('answers other machines 403 FORBIDDEN (a forwarded-for header does not help), but still shows them the page', async (t) => {
+    // (The address they use must be one of the server's names: ALLOWED_HOSTS, see guard.test.ts.)
     const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
     if (!external) {
       t.skip('this machine has no non-loopback IPv4 address to connect from');
       return;
     }
-    const open = await startTestServer(db, { host: '0.0.0.0', workers: 1 });
+    const open = await startTestServer(db, { host: '0.0.0.0', workers: 1, allowedHosts: [external.address] });
     try {
       const remote = `http://${external.address}:${open.port}`;
       const before = await totals();
-      const res = await fetch(`${remote}/dashboard/orders`, { method: 'POST', headers: { 'x-forwarded-for': '127.0.0.1' } });
+      const res = await fetch(`${remote}/dashboard/orders`, { method: 'POST', headers: { 'x-forwarded-for': '127.0.0.1', 'content-type': 'application/json' }, body: '{}' });
       assert.equal(res.status, 403);
       assert.equal((await res.json()).error.code, 'FORBIDDEN');
-      assert.equal((await post('/dashboard/replay', undefined, remote)).status, 403);
+      assert.equal((await post('/dashboard/replay', {}, remote)).status, 403);
       assert.deepEqual(await totals(), before);
       assert.equal((await fetch(`${remote}/`)).status, 200);
       const caps = await (await fetch(`${remote}/dashboard/capabilities`)).json();

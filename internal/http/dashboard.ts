@@ -1,11 +1,13 @@
 // The live dashboard's routes: the page (static files, no build step), its push stream
 // (Server-Sent Events) and the buttons' endpoints, which answer only loopback clients unless
 // the server is told otherwise: they place orders and replay messages on a live system.
+// (Host and Origin are checked for every route in app.ts; see guard.ts.)
 import path from 'node:path';
 import express, { type RequestHandler, type Router } from 'express';
 import type { LiveUpdates } from '../dashboard/live.ts';
 import type { Lessons } from '../dashboard/lessons.ts';
 import { AppError } from '../errors/errors.ts';
+import { requireJson } from './guard.ts';
 
 /** Fault injection as the server may offer it: the share of deliveries made to fail. */
 export interface Faults {
@@ -80,14 +82,14 @@ export function dashboardRoutes(deps: DashboardDeps, methodNotAllowed: (allowed:
     const lessons = deps.lessons;
     router
       .route('/dashboard/orders')
-      .post(actionsOnly, json, async (req, res) => {
+      .post(actionsOnly, requireJson, json, async (req, res) => {
         const count = countFrom(req.body, ACTION_LIMITS.orders);
         res.json(await lessons.placeOrders(count));
       })
       .all(methodNotAllowed('POST'));
     router
       .route('/dashboard/replay')
-      .post(actionsOnly, json, async (req, res) => {
+      .post(actionsOnly, requireJson, json, async (req, res) => {
         const count = countFrom(req.body, ACTION_LIMITS.replays);
         res.json(await lessons.replayDuplicates(count));
       })
@@ -101,7 +103,7 @@ export function dashboardRoutes(deps: DashboardDeps, methodNotAllowed: (allowed:
       .get((_req, res) => {
         res.json({ failRate: faults.failRate() });
       })
-      .post(actionsOnly, json, (req, res) => {
+      .post(actionsOnly, requireJson, json, (req, res) => {
         const rate = (req.body as { failRate?: unknown } | undefined)?.failRate;
         if (typeof rate !== 'number' || !Number.isFinite(rate) || rate < 0 || rate > 1) {
           throw new AppError('VALIDATION_FAILED', 'the fault setting is not valid', { failRate: 'required: a number from 0 to 1' });

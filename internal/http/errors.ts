@@ -38,12 +38,20 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   };
 }
 
+/** body-parser's limit in bytes, as "the 4 kB limit (4096 bytes)" (its "kb" is 1024 bytes). */
+function describeLimit(limit: unknown): string {
+  if (typeof limit !== 'number') return 'the size limit';
+  return limit % 1024 === 0 ? `the ${limit / 1024} kB limit (${limit} bytes)` : `the ${limit}-byte limit`;
+}
+
 function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   // body-parser's errors carry a `type`; map the ones a client can cause.
   const type = (error as { type?: string }).type;
   if (type === 'entity.parse.failed') return new AppError('INVALID_JSON', 'request body is not valid JSON');
-  if (type === 'entity.too.large') return new AppError('PAYLOAD_TOO_LARGE', 'request body is too large');
+  if (type === 'entity.too.large') {
+    return new AppError('PAYLOAD_TOO_LARGE', `the request body is larger than ${describeLimit((error as { limit?: unknown }).limit)}`);
+  }
   if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
     return new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be UTF-8 JSON');
   }

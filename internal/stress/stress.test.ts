@@ -60,6 +60,23 @@ describe('the stress test against a running server', () => {
     }
   });
 
+  it('measures "settled … after the last accept" on the database clock, not in steps of its poll', async () => {
+    const server = await serve(5);
+    try {
+      const result = await runStressTest(options({ orders: 20, concurrency: 20 }), { client: createApiClient(server.url) });
+      assert.ok(result.drain.drained);
+      // The last order settled (its status change) minus the last order accepted (its insert).
+      const { rows } = await db.pool.query(
+        `SELECT extract(epoch FROM max(updated_at) - max(created_at))::float8 * 1000 AS ms FROM orders WHERE user_id = 'stress-test'`,
+      );
+      const measured = Math.max(0, rows[0].ms as number);
+      // The API's timestamps carry milliseconds; the database keeps microseconds.
+      assert.ok(Math.abs((result.drain.msAfterLastAccept ?? NaN) - measured) <= 1, `${result.drain.msAfterLastAccept} vs ${measured}`);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('counts rejected orders as settled: stock 5, ten orders → 5 confirmed, 5 rejected, invariant holds', async () => {
     await setStock(db.pool, { widget: 5 });
     const server = await serve(5);

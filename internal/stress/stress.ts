@@ -52,7 +52,11 @@ export interface StressResult {
   drain: {
     waited: boolean;
     drained: boolean;
-    /** From the last accepted order to outbox empty and every order settled. */
+    /**
+     * From the last accepted order to the last one settled, measured on the database clock
+     * (the last order's created_at to the last settled order's updated_at), so it does not
+     * depend on how often this client polls. Null unless every order settled.
+     */
     msAfterLastAccept: number | null;
     confirmed: number;
     rejected: number;
@@ -88,7 +92,6 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   const accepted: ApiOrder[] = [];
   const failedByStatus: Record<string, number> = {};
   let done = 0;
-  let lastAcceptAt = 0;
   const started = now();
   await Promise.all(
     Array.from({ length: options.orders }, (_, i) =>
@@ -104,7 +107,6 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
         done += 1;
         if (result.order) {
           accepted.push(result.order);
-          lastAcceptAt = now();
         } else {
           const key = result.status === 0 ? 'no response' : String(result.status);
           failedByStatus[key] = (failedByStatus[key] ?? 0) + 1;
@@ -144,7 +146,6 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
 
   phase(`waiting for the outbox to drain and ${accepted.length} orders to settle`);
   const settled = await waitForSettled(client, accepted, options.waitTimeoutMs, deps.signal);
-  const drainedAt = now();
   const statsAfter = await client.stats();
   const stockAfter = new Map((await client.products()).map((p) => [p.id, p.stock]));
   const outboxLeft = outboxSize(statsAfter);
@@ -154,7 +155,7 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   result.drain = {
     waited: true,
     drained: unsettled === 0 && outboxLeft === 0,
-    msAfterLastAccept: unsettled === 0 && accepted.length > 0 ? Math.max(0, drainedAt - lastAcceptAt) : null,
+    msAfterLastAccept: unsettled === 0 && accepted.length > 0 ? settledAfterLastAccept(accepted, settled) : null,
     confirmed: confirmed.length,
     rejected: settled.length - confirmed.length,
     unsettled,
@@ -213,6 +214,14 @@ async function waitForSettled(client: ApiClient, accepted: ApiOrder[], timeoutMs
     if (signal?.aborted) return settled;
     await sleep(POLL_MS);
   }
+}
+
+/** The last settling minus the last accept, both as the database stamped them on the orders. */
+function settledAfterLastAccept(accepted: readonly ApiOrder[], settled: readonly ApiOrder[]): number {
+  const latest = (orders: readonly ApiOrder[], at: (o: ApiOrder) => string) =>
+    orders.reduce((max, o) => Math.max(max, Date.parse(at(o))), -Infinity);
+  // A batch may settle early orders before the last one is accepted; never below zero.
+  return Math.max(0, latest(settled, (o) => o.updatedAt) - latest(accepted, (o) => o.createdAt));
 }
 
 function outboxSize(stats: ApiStats): number {

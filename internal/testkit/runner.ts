@@ -10,6 +10,7 @@ import type { Config } from '../config/config.ts';
 import { ensureEmbeddedPostgres } from '../db/embedded.ts';
 import type { Logger } from '../log/logger.ts';
 import { freePort } from './ports.ts';
+import { readTotals, reporterArgs, summaryLine } from './summary.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** A test that hangs fails after this long instead of holding CI until it is killed. */
@@ -19,6 +20,8 @@ export interface TestRunOptions {
   /** Only files whose path contains one of these (all when empty). */
   filters: string[];
   concurrency: number;
+  /** Gets the one-line summary (files, tests, passed, failed, skipped, seconds) at the very end. */
+  onSummary?: (line: string) => void;
 }
 
 export async function runTests(config: Pick<Config, 'databaseUrl'>, options: TestRunOptions, logger: Logger): Promise<number> {
@@ -43,11 +46,18 @@ export async function runTests(config: Pick<Config, 'databaseUrl'>, options: Tes
     };
   }
 
+  let totalsDir: string | undefined;
+  let exitCode = 1;
   try {
-    return await new Promise<number>((resolve, reject) => {
+    totalsDir = await fs.mkdtemp(path.join(os.tmpdir(), 'outbox-test-totals-'));
+    const totalsPath = path.join(totalsDir, 'totals.json');
+    exitCode = await new Promise<number>((resolve, reject) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', '--test', `--test-concurrency=${options.concurrency}`, `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
+        [
+          '--import', 'tsx', '--test', `--test-concurrency=${options.concurrency}`, `--test-timeout=${TEST_TIMEOUT_MS}`,
+          ...reporterArgs(totalsPath, Boolean(process.stdout.isTTY)), ...files,
+        ],
         { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TEST_ADMIN_DATABASE_URL: adminUrl } },
       );
       // Ctrl-C reaches the test process too (same process group); wait for it to end so the
@@ -61,8 +71,12 @@ export async function runTests(config: Pick<Config, 'databaseUrl'>, options: Tes
         resolve(code ?? (signal ? 130 : 1));
       });
     });
+    return exitCode;
   } finally {
     await cleanup();
+    const totals = totalsDir ? await readTotals(path.join(totalsDir, 'totals.json')) : undefined;
+    if (totalsDir) await fs.rm(totalsDir, { recursive: true, force: true });
+    options.onSummary?.(summaryLine(files.length, totals, exitCode));
   }
 }
 

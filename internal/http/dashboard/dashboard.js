@@ -248,7 +248,13 @@ async function act(button, path, body, describe) {
   for (const b of buttons) b.disabled = true;
   showResult({ key: 'running', tone: '' });
   try {
-    const res = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    // JSON, same origin: the server refuses anything else that would change state (guard.ts).
+    const res = await fetch(path, {
+      method: 'POST',
+      mode: 'same-origin',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body ?? {}),
+    });
     const data = await res.json();
     if (!res.ok) {
       if (res.status === 403) showResult({ key: 'forbidden', tone: 'bad' });
