@@ -57,9 +57,9 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
   let deliverBatch: DeliverBatch | undefined;
   if (config.consumerMode === 'batch') {
     const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
-    deliverBatch = async (events, workerName) => {
+    deliverBatch = async (events, workerName, mayStart) => {
       for (const event of events) options.faults?.maybeFail(event.messageId);
-      const results = await batch.handleBatch(events, workerName);
+      const results = await batch.handleBatch(events, workerName, mayStart);
       consumed(events.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
       return results;
     };
@@ -88,6 +88,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
       pollIntervalMs: config.pollIntervalMs,
       maxAttempts: config.maxAttempts,
       namePrefix: workerNamePrefix(config),
+      deliveryTimeoutMs: workerStatementTimeoutMs(config),
     },
   );
   const listener =
