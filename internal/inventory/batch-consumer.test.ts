@@ -10,7 +10,9 @@ import { Relay } from '../relay/relay.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { createBatchConsumer } from './batch-consumer.ts';
 import { createInventoryConsumer, type Delivery } from './consumer.ts';
-import { setStock } from './stock.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { placeOrder } from '../orders/orders.ts';
+import { lockStock, setStock } from './stock.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -178,5 +180,21 @@ describe('batched consumption', () => {
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM processed_messages WHERE outcome = 'applied'`);
     assert.equal(rows[0].n, 5);
     assert.equal((await db.pool.query(`SELECT stock FROM products WHERE id = 'gadget'`)).rows[0].stock, 20);
+  });
+
+  it('a batch holding a product row does not hold up new orders for that product', async () => {
+    await reset();
+    // The foreign key check of orders.product_id takes FOR KEY SHARE on the product row: a
+    // batch's lock must not conflict with it, or every POST /orders for that product waits
+    // for the batch to commit.
+    await withTransaction(db.pool, async (tx) => {
+      await lockStock(tx, ['widget']);
+      const placed = placeOrder(db.pool, { productId: 'widget', quantity: 1 }).then(() => 'placed' as const);
+      let timer: NodeJS.Timeout | undefined;
+      const blocked = new Promise<'blocked'>((resolve) => (timer = setTimeout(() => resolve('blocked'), 5_000)));
+      const outcome = await Promise.race([placed, blocked]);
+      clearTimeout(timer);
+      assert.equal(outcome, 'placed', 'the order waited for the batch holding its product row');
+    });
   });
 });
