@@ -58,10 +58,16 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
   if (config.consumerMode === 'batch') {
     const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
     deliverBatch = async (events, workerName, mayStart) => {
-      for (const event of events) options.faults?.maybeFail(event.messageId);
-      const results = await batch.handleBatch(events, workerName, mayStart);
-      consumed(events.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
-      return results;
+      // FAIL_RATE is a per-event probability in both modes: an event picked to fail is rejected
+      // alone, as if its own delivery had thrown; the rest of the claim goes through the batch.
+      const injected = events.map((event) => options.faults?.failureFor(event.messageId));
+      const rest = events.filter((_, i) => injected[i] === undefined);
+      const results = rest.length > 0 ? await batch.handleBatch(rest, workerName, mayStart) : [];
+      consumed(rest.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
+      let next = 0;
+      return injected.map((failure): PromiseSettledResult<string> =>
+        failure ? { status: 'rejected', reason: failure } : results[next++]!,
+      );
     };
   }
   const relay = new Relay(
