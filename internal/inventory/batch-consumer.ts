@@ -47,8 +47,8 @@ export function createBatchConsumer(deps: { pool: Pool; logger: Logger; single: 
         const left = deliveries.length - results.length;
         if (left === 0) return results;
         log.warn(
-          `${results.length === 0 ? rolledBack : `${deliveredBy} is running out of lease`}: ` +
-            `${left} message${left === 1 ? '' : 's'} not tried one by one, to be retried later`,
+          `${results.length === 0 ? rolledBack : `${deliveredBy}'s lease is running out`}: not enough lease left to ` +
+            `try ${left} message${left === 1 ? '' : 's'} one by one; they are retried later`,
         );
         // A plain error, even if the batch's was POISON_MESSAGE: it says nothing about these alone.
         const reason = new Error(`${rolledBack}; not tried alone before the lease ran out`);

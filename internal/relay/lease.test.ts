@@ -132,6 +132,6 @@ describe('a claim of 10 while their product row is locked for three leases (LEAS
   it('batch: no message is delivered by two workers at once; each order is applied once', async () => {
     const warnings = await lockedProductScenario('batch');
     // How: the batch timed out in the lock, and there was no lease left to retry it one by one.
-    assert.ok(warnings.some((w) => /rolled back .*: \d+ messages? not tried one by one, to be retried later$/.test(w)), warnings.join('\n'));
+    assert.ok(warnings.some((w) => /rolled back .*: not enough lease left to try \d+ messages? one by one; they are retried later$/.test(w)), warnings.join('\n'));
   });
 });
