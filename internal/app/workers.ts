@@ -57,11 +57,17 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
   let deliverBatch: DeliverBatch | undefined;
   if (config.consumerMode === 'batch') {
     const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
-    deliverBatch = async (events, workerName) => {
-      for (const event of events) options.faults?.maybeFail(event.messageId);
-      const results = await batch.handleBatch(events, workerName);
-      consumed(events.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
-      return results;
+    deliverBatch = async (events, workerName, mayStart) => {
+      // FAIL_RATE is a per-event probability in both modes: an event picked to fail is rejected
+      // alone, as if its own delivery had thrown; the rest of the claim goes through the batch.
+      const injected = events.map((event) => options.faults?.failureFor(event.messageId));
+      const rest = events.filter((_, i) => injected[i] === undefined);
+      const results = rest.length > 0 ? await batch.handleBatch(rest, workerName, mayStart) : [];
+      consumed(rest.filter((_, i) => results[i]?.status === 'fulfilled').map((e) => e.messageId));
+      let next = 0;
+      return injected.map((failure): PromiseSettledResult<string> =>
+        failure ? { status: 'rejected', reason: failure } : results[next++]!,
+      );
     };
   }
   const relay = new Relay(
@@ -88,6 +94,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
       pollIntervalMs: config.pollIntervalMs,
       maxAttempts: config.maxAttempts,
       namePrefix: workerNamePrefix(config),
+      deliveryTimeoutMs: workerStatementTimeoutMs(config),
     },
   );
   const listener =

@@ -10,6 +10,8 @@ export interface FailureInjector {
   setFailRate(rate: number): void;
   /** Throws an InjectedFailure with probability failRate(). */
   maybeFail(what: string): void;
+  /** The same draw as maybeFail, returned instead of thrown: the failure to inject, if any. */
+  failureFor(what: string): InjectedFailure | undefined;
 }
 
 export class InjectedFailure extends Error {
@@ -18,6 +20,8 @@ export class InjectedFailure extends Error {
 
 export function createFailureInjector(initialRate: number, random: Random = seededRandom(Date.now())): FailureInjector {
   let rate = initialRate;
+  const failureFor = (what: string) =>
+    rate > 0 && random() < rate ? new InjectedFailure(`injected failure (FAIL_RATE ${rate}) delivering ${what}`) : undefined;
   return {
     failRate: () => rate,
     setFailRate(next) {
@@ -25,8 +29,10 @@ export function createFailureInjector(initialRate: number, random: Random = seed
       rate = next;
     },
     maybeFail(what) {
-      if (rate > 0 && random() < rate) throw new InjectedFailure(`injected failure (FAIL_RATE ${rate}) delivering ${what}`);
+      const failure = failureFor(what);
+      if (failure) throw failure;
     },
+    failureFor,
   };
 }
 

@@ -10,7 +10,9 @@ import { Relay } from '../relay/relay.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { createBatchConsumer } from './batch-consumer.ts';
 import { createInventoryConsumer, type Delivery } from './consumer.ts';
-import { setStock } from './stock.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { placeOrder } from '../orders/orders.ts';
+import { lockStock, setStock } from './stock.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -124,6 +126,37 @@ describe('batched consumption', () => {
     assert.deepEqual(rows, [{ id: 'gadget', stock: 22 }, { id: 'widget', stock: 4 }]);
   });
 
+  it('falls back one by one only while there is lease left: the rest fail with a plain error, never as poison', async () => {
+    await reset();
+    const orders = await placeOrdersInBulk(db.pool, Array.from({ length: 3 }, () => ({ productId: 'gadget', quantity: 1 })));
+    const poison: Delivery = { messageId: crypto.randomUUID(), eventType: ORDER_CREATED, payload: { orderId: 'x', quantity: -1 } };
+    const deliveries = [
+      poison,
+      ...orders.map(({ order, messageId }) => ({
+        messageId,
+        eventType: ORDER_CREATED,
+        payload: { orderId: order.id, productId: order.productId, quantity: order.quantity, userId: null },
+      })),
+    ];
+    const single = createInventoryConsumer({ pool: db.pool, logger: createSilentLogger() });
+    const batch = createBatchConsumer({ pool: db.pool, logger: createSilentLogger(), single });
+    let answers = 3; // "yes" to the fallback and to its first two steps, then the lease runs out
+    const results = await batch.handleBatch(deliveries, 'Worker-1', () => answers-- > 0);
+
+    assert.deepEqual(results.slice(0, 2).map(describeResult), ['poison', 'applied']);
+    for (const result of results.slice(2)) {
+      assert.equal(result.status, 'rejected');
+      assert.ok(!isAppError(result.status === 'rejected' && result.reason, 'POISON_MESSAGE'), 'not poison: never tried alone');
+      assert.match(String((result as PromiseRejectedResult).reason), /rolled back .*not tried alone before the lease ran out/);
+    }
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM processed_messages`);
+    assert.equal(rows[0].n, 1, 'only the one that was tried alone was applied');
+
+    const none = await batch.handleBatch(deliveries, 'Worker-1', () => false);
+    assert.deepEqual(none.map((r) => r.status), ['rejected', 'rejected', 'rejected', 'rejected']);
+    assert.ok(none.every((r) => r.status === 'rejected' && !isAppError(r.reason, 'POISON_MESSAGE')));
+  });
+
   it('through the relay: the poison event alone is dead-lettered, the rest of its batch is delivered and deleted', async () => {
     await reset();
     await placeOrdersInBulk(db.pool, Array.from({ length: 5 }, () => ({ productId: 'gadget', quantity: 1 })));
@@ -134,7 +167,7 @@ describe('batched consumption', () => {
       {
         store: createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 }),
         deliver: (event, worker) => single.handle(event, worker),
-        deliverBatch: (events, worker) => batch.handleBatch(events, worker),
+        deliverBatch: (events, worker, mayStart) => batch.handleBatch(events, worker, mayStart),
         logger: createSilentLogger(),
       },
       { workers: 1, pollIntervalMs: 20 },
@@ -147,5 +180,21 @@ describe('batched consumption', () => {
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM processed_messages WHERE outcome = 'applied'`);
     assert.equal(rows[0].n, 5);
     assert.equal((await db.pool.query(`SELECT stock FROM products WHERE id = 'gadget'`)).rows[0].stock, 20);
+  });
+
+  it('a batch holding a product row does not hold up new orders for that product', async () => {
+    await reset();
+    // The foreign key check of orders.product_id takes FOR KEY SHARE on the product row: a
+    // batch's lock must not conflict with it, or every POST /orders for that product waits
+    // for the batch to commit.
+    await withTransaction(db.pool, async (tx) => {
+      await lockStock(tx, ['widget']);
+      const placed = placeOrder(db.pool, { productId: 'widget', quantity: 1 }).then(() => 'placed' as const);
+      let timer: NodeJS.Timeout | undefined;
+      const blocked = new Promise<'blocked'>((resolve) => (timer = setTimeout(() => resolve('blocked'), 5_000)));
+      const outcome = await Promise.race([placed, blocked]);
+      clearTimeout(timer);
+      assert.equal(outcome, 'placed', 'the order waited for the batch holding its product row');
+    });
   });
 });

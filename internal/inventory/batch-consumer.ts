@@ -7,6 +7,8 @@
 // If anything in the batch fails (a poison message, an order that is not PENDING, a lost
 // connection) the whole transaction rolls back and the batch is handled again one message at
 // a time by the per-message consumer, so one bad event fails alone and the rest still commit.
+// Each of those steps starts only while the caller says there is time for it (its lease):
+// the messages left over fail with the batch's error and are retried later.
 import type { Pool } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
@@ -21,23 +23,36 @@ export interface BatchConsumer {
    * Handles `deliveries` in one transaction, or one by one when that fails. Resolves with one
    * settled result per delivery, in order: fulfilled once its outcome is committed, rejected
    * with the error the per-message consumer gave it (POISON_MESSAGE for a hopeless one).
+   * `mayStart` is asked before each one-by-one step; once it says no, the remaining messages
+   * are rejected with the batch's error (never as poison: nothing was learnt about them alone).
    */
-  handleBatch(deliveries: readonly Delivery[], deliveredBy: string): Promise<PromiseSettledResult<DeliveryResult>[]>;
+  handleBatch(
+    deliveries: readonly Delivery[],
+    deliveredBy: string,
+    mayStart?: () => boolean,
+  ): Promise<PromiseSettledResult<DeliveryResult>[]>;
 }
 
 export function createBatchConsumer(deps: { pool: Pool; logger: Logger; single: InventoryConsumer }): BatchConsumer {
   const log = deps.logger.child('Inventory');
   return {
-    async handleBatch(deliveries, deliveredBy) {
+    async handleBatch(deliveries, deliveredBy, mayStart = () => true) {
       let applied: AppliedBatch;
       try {
         applied = await applyBatch(deps.pool, deliveries, deliveredBy);
       } catch (error) {
+        const rolledBack = `batch of ${deliveries.length} from ${deliveredBy} rolled back (${(error as Error).message})`;
+        if (mayStart()) log.warn(`${rolledBack}; handling its messages one by one`);
+        const results = await oneByOne(deps.single, deliveries, deliveredBy, mayStart);
+        const left = deliveries.length - results.length;
+        if (left === 0) return results;
         log.warn(
-          `batch of ${deliveries.length} from ${deliveredBy} rolled back (${(error as Error).message}); ` +
-            'handling its messages one by one',
+          `${results.length === 0 ? rolledBack : `${deliveredBy}'s lease is running out`}: not enough lease left to ` +
+            `try ${left} message${left === 1 ? '' : 's'} one by one; they are retried later`,
         );
-        return oneByOne(deps.single, deliveries, deliveredBy);
+        // A plain error, even if the batch's was POISON_MESSAGE: it says nothing about these alone.
+        const reason = new Error(`${rolledBack}; not tried alone before the lease ran out`);
+        return [...results, ...Array.from({ length: left }, () => ({ status: 'rejected' as const, reason }))];
       }
       // Logged after COMMIT, so the log never claims something that was rolled back.
       for (const [index, result] of applied.results.entries()) {
@@ -108,13 +123,16 @@ function decide(
   };
 }
 
+/** One result per delivery it started, in order; it starts the next only while `mayStart()`. */
 async function oneByOne(
   single: InventoryConsumer,
   deliveries: readonly Delivery[],
   deliveredBy: string,
+  mayStart: () => boolean,
 ): Promise<PromiseSettledResult<DeliveryResult>[]> {
   const results: PromiseSettledResult<DeliveryResult>[] = [];
   for (const delivery of deliveries) {
+    if (!mayStart()) break;
     try {
       results.push({ status: 'fulfilled', value: await single.handle(delivery, deliveredBy) });
     } catch (error) {

@@ -51,10 +51,14 @@ export async function setStock(db: Queryable, stock: Record<string, number>): Pr
  * Runs on the caller's transaction client: locks the rows of `productIds` (in id order, so two
  * batches locking overlapping products cannot deadlock) and returns their stock. Unknown ids
  * are absent. The locks hold until the transaction ends.
+ *
+ * FOR NO KEY UPDATE, the lock an UPDATE of the stock takes anyway: it excludes other stock
+ * changes but not the FOR KEY SHARE that inserting an order takes on its product (the foreign
+ * key check). FOR UPDATE would make every new order for these products wait for the batch.
  */
 export async function lockStock(tx: Queryable, productIds: readonly string[]): Promise<Map<string, number>> {
   const { rows } = await tx.query<{ id: string; stock: number }>(
-    `SELECT id, stock FROM products WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+    `SELECT id, stock FROM products WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE`,
     [[...productIds]],
   );
   return new Map(rows.map((row) => [row.id, row.stock]));

@@ -219,7 +219,10 @@ export async function retryLater(
   return rows[0]?.delay_ms;
 }
 
-/** Hands back claimed events that were never started (shutdown): available now, attempt uncounted. */
+/**
+ * Hands back claimed events that were never started (shutdown, or too little lease left to
+ * start them): available now, attempt uncounted.
+ */
 export async function releaseEvents(db: Queryable, ids: readonly string[], token: string): Promise<number> {
   if (ids.length === 0) return 0;
   const { rowCount } = await db.query(
@@ -279,6 +282,8 @@ function toEvent(row: OutboxRow): OutboxEvent {
 
 /** The operations a relay worker needs, bound to a pool and settings. */
 export interface OutboxStore {
+  /** How long a claim's lease lasts: the worker must be done with its events before then. */
+  readonly leaseMs: number;
   claim(workerName: string): Promise<Claim>;
   complete(ids: readonly string[], token: string): Promise<number>;
   retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
@@ -296,6 +301,7 @@ export interface OutboxStoreOptions {
 export function createOutboxStore(db: Queryable, options: OutboxStoreOptions): OutboxStore {
   const backoff = { baseDelayMs: options.retryBaseMs, maxDelayMs: options.retryMaxMs };
   return {
+    leaseMs: options.leaseMs,
     claim: (workerName) => claimEvents(db, { workerName, batchSize: options.batchSize, leaseMs: options.leaseMs }),
     complete: (ids, token) => completeEvents(db, ids, token),
     retryLater: (event, token, error) => retryLater(db, event, token, error, backoff),

@@ -136,7 +136,7 @@ describe('a stalled worker', () => {
     const paused = new Promise<void>((resolve) => (release = resolve));
     let stalledHas: OutboxEvent | undefined;
     const stalled = relay(realDeliver, {
-      leaseMs: 150,
+      leaseMs: 1_000,
       hooks: {
         async beforeDeliver(_worker, event) {
           stalledHas = event;
@@ -147,7 +147,7 @@ describe('a stalled worker', () => {
     const stalledRun = stalled.runOnce('Worker-1');
     while (!stalledHas) await new Promise((resolve) => setTimeout(resolve, 5));
 
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the lease runs out
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // the lease runs out
     await untilOutboxEmpty(relay(realDeliver), 'Worker-2');
     release();
     await stalledRun;

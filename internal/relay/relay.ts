@@ -4,6 +4,7 @@
 import { isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
+import { LeaseDeadline } from './lease.ts';
 import { Waker } from './waker.ts';
 
 /** Delivers one event; resolves with a short outcome word once the consumer committed. */
@@ -11,9 +12,15 @@ export type Deliver = (event: OutboxEvent, workerName: string) => Promise<string
 
 /**
  * Delivers a whole claim at once; one settled result per event, in order (a rejected one is
- * retried like a failed `Deliver`). Optional: without it, events go one by one.
+ * retried like a failed `Deliver`). Optional: without it, events go one by one. A batch that
+ * falls back to delivering its events one at a time asks `mayStart()` before each: false means
+ * the claim's lease has no room for another delivery (see lease.ts).
  */
-export type DeliverBatch = (events: OutboxEvent[], workerName: string) => Promise<PromiseSettledResult<string>[]>;
+export type DeliverBatch = (
+  events: OutboxEvent[],
+  workerName: string,
+  mayStart: () => boolean,
+) => Promise<PromiseSettledResult<string>[]>;
 
 export interface RelayOptions {
   workers: number;
@@ -22,6 +29,11 @@ export interface RelayOptions {
   maxAttempts?: number;
   /** Worker names are `${namePrefix}${n}`: "Worker-1" … by default. */
   namePrefix?: string;
+  /**
+   * The longest one delivery can run: the consumer's statement timeout. A worker starts a
+   * delivery only with this much lease left, plus a margin. Default: half the lease.
+   */
+  deliveryTimeoutMs?: number;
 }
 
 /**
@@ -91,9 +103,11 @@ export class Relay {
 
   /** One claim-and-deliver pass for `workerName`; returns how many events it claimed. For tests and tools. */
   async runOnce(workerName: string): Promise<number> {
+    const { leaseMs } = this.deps.store;
+    const lease = LeaseDeadline.beforeClaim(leaseMs, this.options.deliveryTimeoutMs ?? Math.floor(leaseMs / 2));
     const claim = await this.deps.store.claim(workerName);
     if (claim.events.length > 0) this.deps.observer?.onClaimed(workerName, claim.events.length);
-    if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events);
+    if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events, lease);
     return claim.events.length;
   }
 
@@ -121,7 +135,7 @@ export class Relay {
     return this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   }
 
-  private async deliverClaim(name: string, token: string, events: OutboxEvent[]): Promise<void> {
+  private async deliverClaim(name: string, token: string, events: OutboxEvent[], lease: LeaseDeadline): Promise<void> {
     const log = this.deps.logger.child(name);
     const hooks = this.deps.hooks ?? {};
     log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
@@ -130,7 +144,7 @@ export class Relay {
     const outcomes: Record<string, number> = {};
     // Attempts are counted when claimed, so deliveries that killed the process count too:
     // an event that keeps crashing its worker stops here instead of looping forever.
-    const deliverable: OutboxEvent[] = [];
+    let deliverable: OutboxEvent[] = [];
     for (const event of events) {
       if (event.attempts > this.maxAttempts) {
         await this.giveUp(log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
@@ -138,13 +152,20 @@ export class Relay {
         deliverable.push(event);
       }
     }
-    const batched =
-      this.deps.deliverBatch && deliverable.length > 1 ? await settleBatch(this.deps.deliverBatch, deliverable, name) : undefined;
+    let batched: PromiseSettledResult<string>[] | undefined;
+    if (this.deps.deliverBatch && deliverable.length > 1) {
+      const why = this.whyNotStart(lease);
+      if (why) {
+        await this.handBack(log, token, deliverable, why);
+        deliverable = [];
+      } else {
+        batched = await settleBatch(this.deps.deliverBatch, deliverable, name, () => lease.allowsDelivery());
+      }
+    }
     for (const [index, event] of deliverable.entries()) {
-      if (this.stopping && !batched) {
-        const rest = deliverable.slice(index).map((e) => e.id);
-        await this.deps.store.release(rest, token).catch(() => undefined);
-        log.info(`stopping: handed back ${rest.length} unstarted event(s)`);
+      const why = batched ? undefined : this.whyNotStart(lease);
+      if (why) {
+        await this.handBack(log, token, deliverable.slice(index), why);
         break;
       }
       const started = performance.now();
@@ -177,6 +198,30 @@ export class Relay {
     }
   }
 
+  /** Why the next delivery must not start, if it must not. */
+  private whyNotStart(lease: LeaseDeadline): string | undefined {
+    if (this.stopping) return 'stopping';
+    if (lease.allowsDelivery()) return undefined;
+    return `lease ends in ${Math.max(0, Math.round(lease.leftMs()))} ms, a delivery may need ${lease.neededMs} ms`;
+  }
+
+  /**
+   * Gives back events this claim will not start: attempt uncounted, available at once. Not after
+   * a backoff: they were never tried, and most of them are usually not what made this worker
+   * slow (other orders, other products), so a delay would hold healthy events back. If they do
+   * wait for the same lock, the next claim's first delivery finds out within one statement
+   * timeout, and that one event records a failed attempt and backs off. A claim's first
+   * delivery always starts unless the claim itself was very slow (see neededFor in lease.ts),
+   * so handing back does not go round in circles.
+   */
+  private async handBack(log: Logger, token: string, events: readonly OutboxEvent[], why: string): Promise<void> {
+    const ids = events.map((e) => e.id);
+    await this.deps.store.release(ids, token).catch(() => undefined);
+    const line = `${why}: handed back ${ids.length} unstarted event${ids.length === 1 ? '' : 's'}`;
+    if (this.stopping) log.info(line);
+    else log.warn(line);
+  }
+
   private async handleFailure(log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
     // A poison message can never succeed, so retrying it only delays the events behind it.
@@ -206,9 +251,14 @@ export class Relay {
 }
 
 /** A batch that fails as a whole fails each of its events (each is retried later). */
-async function settleBatch(deliverBatch: DeliverBatch, events: OutboxEvent[], name: string): Promise<PromiseSettledResult<string>[]> {
+async function settleBatch(
+  deliverBatch: DeliverBatch,
+  events: OutboxEvent[],
+  name: string,
+  mayStart: () => boolean,
+): Promise<PromiseSettledResult<string>[]> {
   try {
-    return await deliverBatch(events, name);
+    return await deliverBatch(events, name, mayStart);
   } catch (error) {
     return events.map(() => ({ status: 'rejected', reason: error }));
   }
