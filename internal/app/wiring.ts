@@ -12,10 +12,14 @@ import { createLiveUpdates } from '../dashboard/live.ts';
 import { createHttpApp } from '../http/app.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
+import { createStatsReader } from '../stats/reader.ts';
 import type { Relay } from '../relay/relay.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { startWorkers, type Workers } from './workers.ts';
+
+/** application_name of the pool behind /stats, /metrics and the dashboard. */
+export const READER_APPLICATION_NAME = 'outbox-demo:reader';
 
 export interface Database {
   server: DatabaseServer;
@@ -69,12 +73,26 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const crash = createCrashHook(config.crashAt, () => process.kill(process.pid, 'SIGKILL'), logger);
   const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
   if (config.failRate > 0) logger.child('Faults').warn(`FAIL_RATE ${config.failRate}: that share of deliveries will fail on purpose`);
-  const metrics = createMetrics(db.pool);
+  // The readers' own pool: however many dashboards, scrapers and /stats loops there are, they
+  // hold at most these few connections, and a slow read is ended after a short timeout.
+  const readPool = createPool(
+    {
+      url: db.server.url, applicationName: READER_APPLICATION_NAME, max: config.reads.poolSize,
+      connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.reads.statementTimeoutMs,
+    },
+    logger.child('DB'),
+  );
+  const reader = createStatsReader(readPool, {
+    cacheMs: config.reads.cacheMs,
+    pendingOrderThresholdMs: config.reads.pendingOrderThresholdMs,
+  });
+  const metrics = createMetrics(reader);
   let workers: Workers;
   let http: Server;
   try {
     workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver });
   } catch (error) {
+    await closePool(readPool);
     await db.close();
     throw error;
   }
@@ -82,7 +100,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
   const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
   let url = '';
-  const live = createLiveUpdates({ db: db.pool, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
+  const live = createLiveUpdates({ reader, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
   const lessons = createLessons({
     pool: db.pool,
     consumer: workers.consumer,
@@ -96,6 +114,14 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     logger,
     onOrderPlaced,
     metrics,
+    reader,
+    readiness: async () => {
+      const up = await db.pool.query('SELECT 1').then(() => true, () => false);
+      const listener = workers.listener === undefined ? 'off (polling)' : workers.listener.listening ? 'connected' : 'reconnecting (polling meanwhile)';
+      const relayState = config.workers === 0 ? 'no workers' : relay.running ? 'running' : 'stopped';
+      // A lost listener only delays wake-ups to the next poll: still ready.
+      return { ready: up && relayState !== 'stopped', checks: { database: up ? 'up' : 'down', listener, relay: relayState } };
+    },
     live,
     lessons,
     faults,
@@ -106,6 +132,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     http = await listen(app, config.port, config.host);
   } catch (error) {
     await workers.close();
+    await closePool(readPool);
     await db.close();
     throw error;
   }
@@ -127,6 +154,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         http.closeIdleConnections();
         const sweep = setInterval(() => http.closeIdleConnections(), 50);
         await Promise.all([workers.close(), httpClosed.finally(() => clearInterval(sweep))]);
+        await closePool(readPool);
         await db.close();
       })();
       return closing;
