@@ -102,8 +102,10 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app
     .route('/stats')
-    .get(async (_req, res) => {
-      res.json(await reader.read());
+    // ?fresh=1: numbers read after this request arrived (a tool checking what it just did);
+    // still one read at a time, on the readers' pool. Without it: at most STATS_CACHE_MS old.
+    .get(async (req, res) => {
+      res.json(await reader.read(req.query.fresh === '1' ? Date.now() : undefined));
     })
     .all(methodNotAllowed('GET'));
 
