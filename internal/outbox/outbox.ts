@@ -278,8 +278,8 @@ export async function summarizeOutbox(db: Queryable, limit: number): Promise<Out
 
 /** The planner's idea of the outbox's size (pg_class.reltuples scaled to its current pages). */
 async function estimateOutboxRows(db: Queryable): Promise<number> {
-  const { rows } = await db.query<{ plan: Array<{ Plan: { 'Plan Rows': number } }> }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM outbox`);
-  return Math.round(rows[0]!.plan[0]!.Plan['Plan Rows']);
+  const { rows } = await db.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM outbox`);
+  return Math.round(rows[0]!['QUERY PLAN'][0]!.Plan['Plan Rows']);
 }
 
 /**
