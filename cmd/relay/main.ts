@@ -7,7 +7,7 @@ import { createConsoleLogger } from '../../internal/log/logger.ts';
 
 const options = new Command('relay')
   .description('outbox relay workers only, sharing the database with servers and other relays')
-  .option('--name <name>', 'this relay\'s name; workers are "<name>/Worker-N" (env RELAY_NAME, default relay-<host>-<pid>)')
+  .option('--name <name>', 'this relay\'s name; workers are "<name>/Worker-N" (env RELAY_NAME, default relay-<host>; give each relay on one host its own)')
   .option('--workers <n>', 'relay worker loops (env WORKERS, default 5)')
   .parse()
   .opts<{ name?: string; workers?: string }>();

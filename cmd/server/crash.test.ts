@@ -28,7 +28,7 @@ function order(url: string, key: string, quantity: number) {
 async function settled(url: string, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const stats = await (await fetch(`${url}/stats`)).json();
+    const stats = await (await fetch(`${url}/stats?fresh=1`)).json();
     if (stats.orders.PENDING === 0 && stats.outbox.pending === 0) return stats;
     assert.ok(Date.now() < deadline, `not settled: ${JSON.stringify(stats.orders)} outbox ${JSON.stringify(stats.outbox)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));

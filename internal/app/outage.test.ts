@@ -138,7 +138,7 @@ describe('sessions killed with pg_terminate_backend', () => {
                 (SELECT 100000 - stock FROM products WHERE id = 'widget') AS taken`,
       );
       const n = rows[0].orders;
-      assert.ok(n >= accepted && accepted > 0, 'every accepted order exists');
+      assert.ok(n >= accepted && accepted > 0, `every accepted order exists (${n} orders, ${accepted} accepted)`);
       assert.deepEqual(rows[0], { orders: n, confirmed: n, processed: n, dead: 0, taken: n });
     } finally {
       killing = false;

@@ -15,7 +15,9 @@ export interface RunningRelay {
 }
 
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
-  const name = config.relayName ?? `relay-${os.hostname()}-${process.pid}`.replace(/[^\w.-]/g, '-').slice(0, 40);
+  // No pid in the default: worker names become metric labels and handled_by values, and a
+  // name per restart would add series and rows forever. Two relays on one host: give --name.
+  const name = config.relayName ?? defaultRelayName();
   // Opens (or attaches to) the database and applies migrations; its pool is only for that.
   const db = await connectDatabase(config, logger, 'relay-main', 1);
   try {
@@ -33,4 +35,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     await db.close();
     throw error;
   }
+}
+
+/** "relay-<host>": stable across restarts of the relay on this machine. */
+export function defaultRelayName(): string {
+  return `relay-${os.hostname()}`.replace(/[^\w.-]/g, '-').slice(0, 40);
 }

@@ -13,11 +13,15 @@ import { createHttpApp } from '../http/app.ts';
 import { serverNames } from '../http/guard.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
+import { createStatsReader } from '../stats/reader.ts';
 import type { Relay } from '../relay/relay.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { startJanitor } from './janitor.ts';
 import { startWorkers, type Workers } from './workers.ts';
+
+/** application_name of the pool behind /stats, /metrics and the dashboard. */
+export const READER_APPLICATION_NAME = 'outbox-demo:reader';
 
 export interface Database {
   server: DatabaseServer;
@@ -71,12 +75,26 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const crash = createCrashHook(config.crashAt, () => process.kill(process.pid, 'SIGKILL'), logger);
   const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
   if (config.failRate > 0) logger.child('Faults').warn(`FAIL_RATE ${config.failRate}: that share of deliveries will fail on purpose`);
-  const metrics = createMetrics(db.pool);
+  // The readers' own pool: however many dashboards, scrapers and /stats loops there are, they
+  // hold at most these few connections, and a slow read is ended after a short timeout.
+  const readPool = createPool(
+    {
+      url: db.server.url, applicationName: READER_APPLICATION_NAME, max: config.reads.poolSize,
+      connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.reads.statementTimeoutMs,
+    },
+    logger.child('DB'),
+  );
+  const reader = createStatsReader(readPool, {
+    cacheMs: config.reads.cacheMs,
+    pendingOrderThresholdMs: config.reads.pendingOrderThresholdMs,
+  });
+  const metrics = createMetrics(reader);
   let workers: Workers;
   let http: Server;
   try {
     workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver });
   } catch (error) {
+    await closePool(readPool);
     await db.close();
     throw error;
   }
@@ -86,7 +104,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
   let url = '';
   let selfUrl = '';
-  const live = createLiveUpdates({ db: db.pool, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
+  const live = createLiveUpdates({ reader, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
   const lessons = createLessons({
     pool: db.pool,
     consumer: workers.consumer,
@@ -100,6 +118,14 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     logger,
     onOrderPlaced,
     metrics,
+    reader,
+    readiness: async () => {
+      const up = await db.pool.query('SELECT 1').then(() => true, () => false);
+      const listener = workers.listener === undefined ? 'off (polling)' : workers.listener.listening ? 'connected' : 'reconnecting (polling meanwhile)';
+      const relayState = config.workers === 0 ? 'no workers' : relay.running ? 'running' : 'stopped';
+      // A lost listener only delays wake-ups to the next poll: still ready.
+      return { ready: up && relayState !== 'stopped', checks: { database: up ? 'up' : 'down', listener, relay: relayState } };
+    },
     live,
     lessons,
     faults,
@@ -112,6 +138,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     http = await listen(app, config.port, config.host);
   } catch (error) {
     await Promise.all([workers.close(), janitor.close()]);
+    await closePool(readPool);
     await db.close();
     throw error;
   }
@@ -136,6 +163,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         http.closeIdleConnections();
         const sweep = setInterval(() => http.closeIdleConnections(), 50);
         await Promise.all([workers.close(), janitor.close(), httpClosed.finally(() => clearInterval(sweep))]);
+        await closePool(readPool);
         await db.close();
       })();
       return closing;

@@ -55,6 +55,8 @@ export interface Config {
   replayCopyRetentionMs: number;
   /** After this, an Idempotency-Key is forgotten and may be used again (IDEMPOTENCY_KEY_TTL). */
   idempotencyKeyTtlMs: number;
+  /** Reads for /stats, /metrics and the dashboard (see readConfig below). */
+  reads: ReadConfig;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -124,6 +126,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     consumerMode: oneOf(env, 'CONSUMER_MODE', ['per-message', 'batch'], DEFAULTS.consumerMode),
     relayName: relayName(env.RELAY_NAME),
     ...retention(env),
+    reads: readConfig(env),
   };
   return { ...config, ...overrides };
 }
@@ -234,6 +237,30 @@ function hostNames(env: Env, name: string): string[] {
   }
   return names;
 }
+// ---- Reads: GET /stats, GET /metrics and the dashboard -----------------------------------
+/** How the numbers are read: their own small pool, a short statement timeout, a short cache. */
+export interface ReadConfig {
+  /** Connections of the readers' pool (application_name outbox-demo:reader). */
+  poolSize: number;
+  /** A read that takes longer is ended by PostgreSQL (the caller gets a 503). */
+  statementTimeoutMs: number;
+  /** One read answers every caller for this long (at most 1 s). */
+  cacheMs: number;
+  /** An order PENDING longer than this counts in orders_pending_too_long. */
+  pendingOrderThresholdMs: number;
+}
+
+export const READ_DEFAULTS: ReadConfig = { poolSize: 2, statementTimeoutMs: 2_000, cacheMs: 500, pendingOrderThresholdMs: 60_000 };
+
+function readConfig(env: Env): ReadConfig {
+  return {
+    poolSize: int(env, 'READ_POOL_SIZE', READ_DEFAULTS.poolSize, 1, 20),
+    statementTimeoutMs: int(env, 'READ_STATEMENT_TIMEOUT_MS', READ_DEFAULTS.statementTimeoutMs, 100, 60_000),
+    cacheMs: int(env, 'STATS_CACHE_MS', READ_DEFAULTS.cacheMs, 0, 1_000),
+    pendingOrderThresholdMs: int(env, 'PENDING_ORDER_ALERT_MS', READ_DEFAULTS.pendingOrderThresholdMs, 1_000, 86_400_000),
+  };
+}
+// ---- end of reads --------------------------------------------------------------------------
 
 /** Whether output should be colored: NO_COLOR wins, then FORCE_COLOR, then "is it a TTY". */
 export function colorEnabled(stream: { isTTY?: boolean }, env: Env = process.env): boolean {

@@ -1,11 +1,10 @@
 // Live updates for the dashboard: one loop per server, not per viewer. While anyone watches,
-// it reads the pipeline's numbers from the database (the same readStats as GET /stats) and
+// it reads the pipeline's numbers through the shared StatsReader (the same as GET /stats) and
 // collects the new log steps, and pushes both to every viewer in one batch, a few times a
 // second at most. Nobody watching: no timer, no queries.
-import type { Queryable } from '../db/pool.ts';
 import type { Logger } from '../log/logger.ts';
-import { countInFlightByWorker } from '../outbox/outbox.ts';
-import { readStats, type Stats } from '../stats/stats.ts';
+import type { StatsReader } from '../stats/reader.ts';
+import type { Stats } from '../stats/stats.ts';
 import type { LiveFeed, Step } from './feed.ts';
 
 export interface Snapshot {
@@ -42,7 +41,7 @@ export interface LiveOptions {
 }
 
 export interface LiveDeps {
-  db: Queryable;
+  reader: StatsReader;
   feed: LiveFeed;
   workers: string[];
   logger: Logger;
@@ -63,9 +62,10 @@ export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): Li
   let busy = false;
   let databaseDown = false;
 
-  async function snapshot(): Promise<Snapshot> {
-    const [stats, inFlightByWorker] = await Promise.all([readStats(deps.db), countInFlightByWorker(deps.db)]);
-    const snap: Snapshot = { at: Date.now(), stats, inFlightByWorker, workers: deps.workers };
+  /** `freshFrom`: new steps were logged, so numbers read before now would lag behind them. */
+  async function snapshot(freshFrom?: number): Promise<Snapshot> {
+    const stats = await deps.reader.read(freshFrom);
+    const snap: Snapshot = { at: Date.now(), stats, inFlightByWorker: stats.inFlightByWorker, workers: deps.workers };
     if (deps.failRate) snap.failRate = deps.failRate();
     return snap;
   }
@@ -75,10 +75,10 @@ export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): Li
   }
 
   /** Reads the numbers, then calls `beforeSending` (if any), then sends them. */
-  async function readAndSend(to?: Iterable<Viewer>, beforeSending?: () => void): Promise<void> {
+  async function readAndSend(to?: Iterable<Viewer>, beforeSending?: () => void, freshFrom?: number): Promise<void> {
     let snap: Snapshot | undefined;
     try {
-      snap = await snapshot();
+      snap = await snapshot(freshFrom);
       lastReadAt = Date.now();
       if (databaseDown) log.info('database answers again');
       databaseDown = false;
@@ -104,11 +104,12 @@ export function createLiveUpdates(deps: LiveDeps, options: LiveOptions = {}): Li
     busy = true;
     try {
       // Steps mean the numbers moved; otherwise look now and then for other processes' work.
-      if (deps.feed.lastSeq > sentSeq || Date.now() - lastReadAt >= idleRefreshMs) {
+      const moved = deps.feed.lastSeq > sentSeq;
+      if (moved || Date.now() - lastReadAt >= idleRefreshMs) {
         // The steps are collected after the numbers were read. A worker logs each step before
         // its next write, so the numbers a viewer gets are ahead of its steps by at most each
         // worker's latest write, and a settled pipeline never shows before its last steps.
-        await readAndSend(undefined, sendNewSteps);
+        await readAndSend(undefined, sendNewSteps, moved ? Date.now() : undefined);
       }
     } finally {
       busy = false;

@@ -26,6 +26,9 @@ export interface PoolOptions {
   statementTimeoutMs?: number;
 }
 
+/** How much longer than the statement timeout the client waits for an answer itself. */
+export const QUERY_TIMEOUT_MARGIN_MS = 2_000;
+
 export function createPool(options: PoolOptions, logger: Logger): Pool {
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -34,9 +37,20 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     // A connection wait must end with a clear error rather than hang forever.
     connectionTimeoutMillis: options.connectionTimeoutMs,
     idleTimeoutMillis: 30_000,
+    // A server that vanished without closing the connection (a dropped network, a frozen
+    // host) is noticed by TCP keepalive instead of never.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(options.asyncCommit ? { options: '-c synchronous_commit=off' } : {}),
     ...(options.statementTimeoutMs
-      ? { statement_timeout: options.statementTimeoutMs, idle_in_transaction_session_timeout: options.statementTimeoutMs }
+      ? {
+          statement_timeout: options.statementTimeoutMs,
+          idle_in_transaction_session_timeout: options.statementTimeoutMs,
+          // PostgreSQL ends a slow statement itself; a backend that cannot answer at all (frozen,
+          // unreachable) would not, so the client gives up a little later, and the connection
+          // is thrown away (see isQueryTimeout) rather than reused.
+          query_timeout: options.statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+        }
       : {}),
   });
   // An idle client losing its server (restart, pg_terminate_backend) must not crash the process.
@@ -47,6 +61,14 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     client.on('error', (error) => logger.debug(`connection lost (${options.applicationName}): ${error.message}`));
   });
   return pool;
+}
+
+/**
+ * The client gave up waiting for the server (query_timeout): the connection is in an unknown
+ * state and must be discarded, not rolled back (a ROLLBACK would wait just as long).
+ */
+export function isQueryTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
 }
 
 /** Sessions on the current database whose application_name is `applicationName`, other than ours. */

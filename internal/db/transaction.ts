@@ -1,4 +1,4 @@
-import type { Client, Pool } from './pool.ts';
+import { isQueryTimeout, type Client, type Pool } from './pool.ts';
 
 /**
  * Runs `work` inside BEGIN … COMMIT on one client from `pool`; any throw rolls back and is
@@ -22,7 +22,7 @@ export async function withTransaction<T>(pool: Pool, work: (client: Client) => P
     return result;
   } catch (error) {
     try {
-      if (lost === undefined) await client.query('ROLLBACK');
+      if (lost === undefined && !isQueryTimeout(error)) await client.query('ROLLBACK');
       else broken = true;
     } catch {
       // The connection itself is gone; do not hand it back to the pool.

@@ -9,7 +9,7 @@ import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts
 import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
 import { validateIdempotencyKey } from '../orders/idempotency.ts';
 import type { CrashHook } from '../faults/faults.ts';
-import { readStats } from '../stats/stats.ts';
+import { createStatsReader, type StatsReader } from '../stats/reader.ts';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
 import { hostGuard, originGuard, requireJson, type ServerNames } from './guard.ts';
@@ -27,6 +27,16 @@ export interface HttpDeps extends DashboardDeps {
   idempotencyKeyTtlMs?: number;
   /** Names besides the loopback ones that requests may use in Host (guard.ts serverNames). */
   serverNames?: ServerNames;
+  /** Reads /stats (shared, cached); one on `pool` when not given. */
+  reader?: StatsReader;
+  /** GET /health/ready: whether this process can do its work; "database answers" when not given. */
+  readiness?: () => Promise<Readiness>;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Each part and its state, e.g. {database: "up", listener: "connected", relay: "running"}. */
+  checks: Record<string, string>;
 }
 
 export const BODY_LIMIT = '4kb';
@@ -36,7 +46,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const metrics = deps.metrics ?? createMetrics(deps.pool);
+  const reader = deps.reader ?? createStatsReader(deps.pool);
+  const metrics = deps.metrics ?? createMetrics(reader);
+  const readiness = deps.readiness ?? (async () => {
+    const up = await deps.pool.query('SELECT 1').then(() => true, () => false);
+    return { ready: up, checks: { database: up ? 'up' : 'down' } };
+  });
   app.use((req, res, next) => {
     // Labelled by route pattern (never the raw path, which would make a series per order id).
     res.on('close', () => metrics.observeHttpRequest(req.method, routeOf(req, res), res.statusCode));
@@ -90,8 +105,10 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app
     .route('/stats')
-    .get(async (_req, res) => {
-      res.json(await readStats(deps.pool));
+    // ?fresh=1: numbers read after this request arrived (a tool checking what it just did);
+    // still one read at a time, on the readers' pool. Without it: at most STATS_CACHE_MS old.
+    .get(async (req, res) => {
+      res.json(await reader.read(req.query.fresh === '1' ? Date.now() : undefined));
     })
     .all(methodNotAllowed('GET'));
 
@@ -114,6 +131,23 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       } catch {
         res.status(503).json({ status: 'unavailable', database: 'down' });
       }
+    })
+    .all(methodNotAllowed('GET'));
+
+  // For orchestrators: "live" restarts a process that answers nothing; "ready" sends traffic
+  // only to one that can do its work. /health above stays what it always was.
+  app
+    .route('/health/live')
+    .get((_req, res) => {
+      res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed('GET'));
+
+  app
+    .route('/health/ready')
+    .get(async (_req, res) => {
+      const { ready, checks } = await readiness();
+      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...checks });
     })
     .all(methodNotAllowed('GET'));
 

@@ -70,7 +70,7 @@ function expectedFrom(stats: Stats) {
 
 /** Waits until the page shows what GET /stats says now, then compares them field by field. */
 async function agreesWithStats(page: Page): Promise<Stats> {
-  const stats = (await (await fetch(`${server.url}/stats`)).json()) as Stats;
+  const stats = (await (await fetch(`${server.url}/stats?fresh=1`)).json()) as Stats;
   const expected = expectedFrom(stats);
   const deadline = Date.now() + 10_000;
   // The page catches up with the next pushed snapshot; then every number must be the same.

@@ -113,6 +113,7 @@ export async function countOrdersAppliedTwice(db: Queryable): Promise<number> {
 export async function forgetAllMessages(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM skipped_duplicates`);
   await tx.query(`DELETE FROM processed_messages`);
+  await tx.query(`DELETE FROM consumer_counts`);
 }
 
 function toProcessed(row: ProcessedRow): ProcessedMessage {
@@ -132,23 +133,20 @@ export interface ConsumerCounts {
   deliveriesBy: Record<string, number>;
 }
 
+/**
+ * The consumer's running totals (consumer_counts, kept by triggers in each writer's own
+ * transaction): one small row per deliverer and outcome, however long the history. Exact.
+ */
 export async function countConsumed(db: Queryable): Promise<ConsumerCounts> {
-  const [processed, skipped] = await Promise.all([
-    db.query<{ outcome: Outcome; handled_by: string; count: number }>(
-      `SELECT outcome, handled_by, count(*)::int AS count FROM processed_messages GROUP BY outcome, handled_by`,
-    ),
-    db.query<{ handled_by: string; count: number }>(
-      `SELECT handled_by, count(*)::int AS count FROM skipped_duplicates GROUP BY handled_by`,
-    ),
-  ]);
+  const { rows } = await db.query<{ handled_by: string; outcome: Outcome | 'duplicate'; n: string }>(
+    `SELECT handled_by, outcome, n FROM consumer_counts WHERE n <> 0`,
+  );
   const counts: ConsumerCounts = { processed: { applied: 0, rejected: 0 }, duplicatesSkipped: 0, deliveriesBy: {} };
-  for (const row of processed.rows) {
-    counts.processed[row.outcome] += row.count;
-    counts.deliveriesBy[row.handled_by] = (counts.deliveriesBy[row.handled_by] ?? 0) + row.count;
-  }
-  for (const row of skipped.rows) {
-    counts.duplicatesSkipped += row.count;
-    counts.deliveriesBy[row.handled_by] = (counts.deliveriesBy[row.handled_by] ?? 0) + row.count;
+  for (const row of rows) {
+    const n = Number(row.n);
+    if (row.outcome === 'duplicate') counts.duplicatesSkipped += n;
+    else counts.processed[row.outcome] += n;
+    counts.deliveriesBy[row.handled_by] = (counts.deliveriesBy[row.handled_by] ?? 0) + n;
   }
   return counts;
 }

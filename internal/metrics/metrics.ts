@@ -1,16 +1,18 @@
 // GET /metrics: the pipeline in Prometheus text format (prom-client).
 //
 // Two kinds of numbers, on purpose:
-// - everything GET /stats shows (backlog, deliveries, duplicates, dead letters, orders, stock)
-//   is read from the database at scrape time, with the very same readStats, so /metrics and
-//   /stats can never disagree and every process's work counts (the replay CLI's too);
-// - what only this process sees as it happens (claim sizes, delivery latency, failed
-//   deliveries, HTTP requests) is observed in memory since start-up.
+// - counters count what THIS process did since it started (deliveries, outcomes, failures,
+//   dead-letterings, HTTP requests), so they only ever go up and Prometheus can sum them
+//   across processes without counting anything twice; their labels come from a bounded set
+//   (this process's worker names, fixed outcome words);
+// - gauges are what the database says now, for every process at once (backlog, ages, the
+//   xmin horizon, dead letters, orders, stock, the pipeline's totals since the last reset),
+//   read by the shared StatsReader, so /metrics and /stats agree.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Queryable } from '../db/pool.ts';
 import type { JanitorObserver } from '../janitor/janitor.ts';
 import type { RelayObserver } from '../relay/relay.ts';
-import { readStats, type Stats } from '../stats/stats.ts';
+import type { StatsReader } from '../stats/reader.ts';
+import type { Stats } from '../stats/stats.ts';
 import { createJanitorMetrics } from './janitor-metrics.ts';
 
 export interface Metrics {
@@ -20,37 +22,51 @@ export interface Metrics {
   readonly janitorObserver: JanitorObserver;
   /** One finished HTTP request; `route` is the route pattern, never the raw path. */
   observeHttpRequest(method: string, route: string, status: number): void;
-  /** Reads the database once, then renders every metric. Concurrent scrapes share one read. */
+  /** Reads the numbers (through the shared reader), then renders every metric. */
   scrape(): Promise<string>;
   readonly contentType: string;
 }
 
-export function createMetrics(db: Queryable): Metrics {
+const OUTCOMES = new Set(['applied', 'rejected', 'duplicate']);
+
+export function createMetrics(reader: StatsReader): Metrics {
   const registry = new Registry();
   const registers = [registry];
+  const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers });
 
-  const pending = new Gauge({ name: 'outbox_pending_events', help: 'Events in the outbox, not yet delivered (in flight and retrying included).', registers });
-  const inFlight = new Gauge({ name: 'outbox_in_flight_events', help: 'Outbox events under a live lease: a worker is delivering them.', registers });
-  const retrying = new Gauge({ name: 'outbox_retrying_events', help: 'Outbox events waiting for a retry after a failed delivery.', registers });
+  // What the database says now (all processes).
+  const pending = gauge('outbox_pending_events', 'Events in the outbox, not yet delivered (in flight and retrying included).');
+  const inFlight = gauge('outbox_in_flight_events', 'Outbox events under a live lease: a worker is delivering them.');
+  const retrying = gauge('outbox_retrying_events', 'Outbox events waiting for a retry after a failed delivery.');
+  const oldestEvent = gauge('outbox_oldest_event_age_seconds', 'Age of the oldest event waiting in the outbox (0 when empty). Alert when it keeps growing.');
+  const deadTuples = gauge('outbox_dead_tuples', 'Dead row versions in the outbox (PostgreSQL statistics, an estimate): what each claim has to step over.');
+  const oldestTx = gauge('postgres_oldest_transaction_age_seconds', 'Age of the oldest open transaction holding back the xmin horizon of this database (0 when none).');
+  const xminAge = gauge('postgres_xmin_horizon_age_xids', 'Transaction ids between the xmin horizon and now (sessions, prepared transactions, replication slots).');
+  const deadLetters = gauge('outbox_dead_letters_waiting', 'Dead letters waiting to be re-driven.');
+  const oldestDead = gauge('outbox_dead_letter_oldest_age_seconds', 'Seconds since the oldest waiting dead letter gave up (0 when none).');
+  const orders = gauge('orders', 'Orders by status (CONFIRMED and REJECTED: the consumer\'s totals since the last reset).', ['status']);
+  const pendingTooLong = gauge('orders_pending_too_long', 'Orders PENDING for longer than the threshold in the label.', ['threshold_seconds']);
+  const oldestPending = gauge('orders_oldest_pending_age_seconds', 'Age of the oldest PENDING order (0 when none).');
+  const stock = gauge('product_stock', 'Units in stock, by product.', ['product']);
+  const processedInDb = gauge('pipeline_messages_processed', 'Messages the consumer applied or rejected, all processes, since the last reset (database totals).', ['outcome']);
+  const duplicatesInDb = gauge('pipeline_duplicates_skipped', 'Redelivered messages skipped as duplicates, all processes, since the last reset (database totals).');
+  const estimated = gauge('stats_estimated', '1 when the number at this path is an estimate (a table past the exact-count limit, or PostgreSQL statistics).', ['path']);
+
+  // What this process did since it started.
   const delivered = new Counter({
     name: 'outbox_events_delivered_total',
-    help: 'Deliveries that reached the Inventory consumer and committed, by worker (duplicates included).',
+    help: 'Deliveries this process made that reached the consumer and committed, by worker (duplicates included).',
     labelNames: ['worker'],
     registers,
   });
-  const duplicates = new Counter({ name: 'inventory_duplicates_skipped_total', help: 'Redelivered messages the consumer recognised and skipped.', registers });
-  const processed = new Counter({
+  const outcomes = new Counter({
     name: 'inventory_messages_processed_total',
-    help: 'Messages the consumer applied for the first time, by outcome.',
+    help: 'Messages this process delivered that the consumer applied for the first time, by outcome.',
     labelNames: ['outcome'],
     registers,
   });
-  const orders = new Gauge({ name: 'orders', help: 'Orders by status.', labelNames: ['status'], registers });
-  const stock = new Gauge({ name: 'product_stock', help: 'Units in stock, by product.', labelNames: ['product'], registers });
-  // Dead letters exist only once the server reports them (stats.deadLetters); until then the
-  // metric is absent rather than a misleading zero.
-  let deadLetters: Counter | undefined;
-
+  const duplicates = new Counter({ name: 'inventory_duplicates_skipped_total', help: 'Redeliveries by this process that the consumer recognised and skipped.', registers });
+  const deadLettered = new Counter({ name: 'outbox_dead_letters_total', help: 'Events this process gave up on and moved to dead_letters.', labelNames: ['worker'], registers });
   const failures = new Counter({
     name: 'outbox_delivery_failures_total',
     help: 'Deliveries that threw in this process (the event stays in the outbox for a retry), by worker.',
@@ -75,59 +91,54 @@ export function createMetrics(db: Queryable): Metrics {
     labelNames: ['method', 'route', 'status'],
     registers,
   });
+  duplicates.inc(0);
 
   function applyStats(stats: Stats): void {
     pending.set(stats.outbox.pending);
     inFlight.set(stats.outbox.inFlight);
     retrying.set(stats.outbox.retrying);
-    setCounter(delivered, Object.entries(stats.deliveriesByWorker).map(([worker, n]) => [{ worker }, n]));
-    setCounter(duplicates, [[{}, stats.duplicatesSkipped]]);
-    setCounter(processed, Object.entries(stats.processed).map(([outcome, n]) => [{ outcome }, n]));
-    orders.reset();
+    const s = stats.signals;
+    oldestEvent.set(s.outboxOldestEventAgeSeconds);
+    deadTuples.set(s.outboxDeadTuples);
+    oldestTx.set(s.oldestTransactionAgeSeconds);
+    xminAge.set(s.xminHorizonAgeXids);
+    deadLetters.set(stats.deadLetters);
+    oldestDead.set(s.deadLetterOldestAgeSeconds);
+    oldestPending.set(s.oldestPendingOrderAgeSeconds);
+    pendingTooLong.reset();
+    pendingTooLong.set({ threshold_seconds: String(s.pendingOrderThresholdSeconds) }, s.ordersPendingTooLong);
     for (const status of ['PENDING', 'CONFIRMED', 'REJECTED'] as const) orders.set({ status }, stats.orders[status]);
+    // Products are a small table someone may edit; rebuilt so a removed one disappears.
     stock.reset();
     for (const product of stats.products) stock.set({ product: product.id }, product.stock);
-    const dead = deadLetterCount(stats);
-    if (dead !== undefined) {
-      deadLetters ??= new Counter({ name: 'outbox_dead_letters_total', help: 'Events given up on and moved aside as dead letters.', registers });
-      setCounter(deadLetters, [[{}, dead]]);
-    }
+    for (const outcome of ['applied', 'rejected'] as const) processedInDb.set({ outcome }, stats.processed[outcome]);
+    duplicatesInDb.set(stats.duplicatesSkipped);
+    estimated.reset();
+    for (const path of stats.estimated) estimated.set({ path }, 1);
   }
 
   const janitorObserver = createJanitorMetrics(registers);
 
-  let scraping: Promise<string> | undefined;
   return {
     janitorObserver,
     relayObserver: {
       onClaimed: (_worker, batchSize) => claimSize.observe(batchSize),
-      onDelivered: (_worker, ms) => latency.observe(ms / 1000),
+      onDelivered: (worker, ms, outcome) => {
+        latency.observe(ms / 1000);
+        delivered.inc({ worker });
+        if (outcome === 'duplicate') duplicates.inc();
+        else if (outcome !== undefined && OUTCOMES.has(outcome)) outcomes.inc({ outcome });
+      },
       onFailed: (worker) => failures.inc({ worker }),
+      onDeadLettered: (worker) => deadLettered.inc({ worker }),
     },
     observeHttpRequest(method, route, status) {
       httpRequests.inc({ method, route, status: String(status) });
     },
-    scrape() {
-      scraping ??= (async () => {
-        applyStats(await readStats(db));
-        return registry.metrics();
-      })().finally(() => {
-        scraping = undefined;
-      });
-      return scraping;
+    async scrape() {
+      applyStats(await reader.read());
+      return registry.metrics();
     },
     contentType: registry.contentType,
   };
-}
-
-/** stats.deadLetters when the server reports dead letters (a number), else undefined. */
-export function deadLetterCount(stats: Stats): number | undefined {
-  const value = (stats as Stats & { deadLetters?: unknown }).deadLetters;
-  return typeof value === 'number' ? value : undefined;
-}
-
-/** A counter whose running total lives in the database: set it to the total read just now. */
-function setCounter<L extends string>(counter: Counter<L>, values: Array<[Partial<Record<L, string>>, number]>): void {
-  counter.reset();
-  for (const [labels, value] of values) counter.inc(labels, value);
 }

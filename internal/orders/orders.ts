@@ -132,6 +132,39 @@ export async function countOrdersByStatus(db: Queryable): Promise<Record<OrderSt
   return counts;
 }
 
+export interface PendingOrders {
+  /** PENDING orders, counted exactly up to `limit`; `limit` itself means "at least". */
+  count: number;
+  /** Whether there were more than `limit` (then `count` is a lower bound). */
+  capped: boolean;
+  /** PENDING for longer than the threshold (same cap). */
+  olderThanThreshold: number;
+  /** Seconds since the oldest PENDING order was placed, on the database clock; 0 when none. */
+  oldestAgeSeconds: number;
+}
+
+/**
+ * PENDING orders through orders_pending_idx: work bounded by `limit`, never by the history
+ * of settled orders. Used by GET /stats on every (cached) read.
+ */
+export async function countPendingOrders(db: Queryable, thresholdMs: number, limit: number): Promise<PendingOrders> {
+  const { rows } = await db.query<{ n: number; old: number; age: number }>(
+    `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM orders WHERE status = 'PENDING' LIMIT $2 + 1) p) AS n,
+            (SELECT count(*)::int FROM (SELECT 1 FROM orders
+                WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1 / 1000.0) LIMIT $2 + 1) o) AS old,
+            coalesce((SELECT extract(epoch FROM now() - created_at)::float8 FROM orders
+                WHERE status = 'PENDING' ORDER BY created_at LIMIT 1), 0) AS age`,
+    [thresholdMs, limit],
+  );
+  const row = rows[0]!;
+  return {
+    count: Math.min(row.n, limit),
+    capped: row.n > limit,
+    olderThanThreshold: Math.min(row.old, limit),
+    oldestAgeSeconds: Math.max(0, row.age),
+  };
+}
+
 /** Sum of CONFIRMED quantities per product: what stock must have gone down by. */
 export async function confirmedQuantityByProduct(db: Queryable): Promise<Record<string, number>> {
   const { rows } = await db.query<{ product_id: string; quantity: number }>(

@@ -94,6 +94,23 @@ export async function purgeDeadLetters(db: Queryable, olderThanMs: number, limit
     .sort((a, b) => a.deadAt.getTime() - b.deadAt.getTime());
 }
 
+export interface DeadLetterSummary {
+  /** Exact up to the limit given; the limit itself means "at least". */
+  count: number;
+  /** Seconds since the oldest dead letter gave up (database clock); 0 when none. */
+  oldestAgeSeconds: number;
+}
+
+/** Count and age of the oldest, in work bounded by `limit` rows (dead letters wait for a person). */
+export async function summarizeDeadLetters(db: Queryable, limit: number): Promise<DeadLetterSummary> {
+  const { rows } = await db.query<{ n: number; age: number }>(
+    `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM dead_letters LIMIT $1) d) AS n,
+            coalesce((SELECT extract(epoch FROM now() - dead_at)::float8 FROM dead_letters ORDER BY id LIMIT 1), 0) AS age`,
+    [limit],
+  );
+  return { count: rows[0]!.n, oldestAgeSeconds: Math.max(0, rows[0]!.age) };
+}
+
 /** Empties dead_letters: the demo's fresh start. */
 export async function clearDeadLetters(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM dead_letters`);

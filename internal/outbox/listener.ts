@@ -54,7 +54,12 @@ export class OutboxListener {
     clearTimeout(this.retryTimer);
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => undefined);
+    // A server that cannot answer (frozen, unreachable) never acknowledges the goodbye:
+    // shutdown does not wait for it longer than a moment.
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)));
+    await Promise.race([client?.end().catch(() => undefined), giveUp]);
+    clearTimeout(timer);
   }
 
   private async connect(): Promise<void> {
@@ -62,6 +67,7 @@ export class OutboxListener {
       connectionString: this.options.url,
       application_name: this.options.applicationName ?? LISTENER_APPLICATION_NAME,
       keepAlive: true,
+      connectionTimeoutMillis: 10_000,
     });
     client.on('notification', () => this.options.onNotify());
     // 'error' and 'end' both may fire for one loss; lost() acts on the current client only.

@@ -241,6 +241,62 @@ export interface OutboxCounts {
   retrying: number;
 }
 
+export interface OutboxSummary {
+  counts: OutboxCounts;
+  /** The outbox held more than the limit: `pending` is the planner's estimate, the rest lower bounds. */
+  estimated: boolean;
+  /** Seconds the oldest waiting event has been in the outbox (database clock); 0 when empty. */
+  oldestAgeSeconds: number;
+  /** Leased events by the worker holding them (the dashboard's lanes). */
+  inFlightByWorker: Record<string, number>;
+}
+
+/**
+ * The outbox at a glance, in work bounded by `limit` rows: exact while the backlog is at most
+ * `limit` events (the normal case), an estimate beyond (a backlog of millions must not be
+ * counted on every request). Oldest first by id: the insertion order, read from the primary key.
+ */
+export async function summarizeOutbox(db: Queryable, limit: number): Promise<OutboxSummary> {
+  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number; age: number; by_worker: Record<string, number> | null }>(
+    `WITH sample AS (SELECT lock_token, locked_until, locked_by, attempts FROM outbox LIMIT $1 + 1)
+     SELECT (SELECT count(*)::int FROM sample) AS pending,
+            (SELECT count(*)::int FROM sample WHERE lock_token IS NOT NULL AND locked_until > now()) AS in_flight,
+            (SELECT count(*)::int FROM sample WHERE lock_token IS NULL AND attempts > 0) AS retrying,
+            (SELECT jsonb_object_agg(locked_by, n) FROM (
+               SELECT locked_by, count(*)::int AS n FROM sample
+                WHERE lock_token IS NOT NULL AND locked_until > now() GROUP BY locked_by) w) AS by_worker,
+            coalesce((SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox ORDER BY id LIMIT 1), 0) AS age`,
+    [limit],
+  );
+  const row = rows[0]!;
+  const estimated = row.pending > limit;
+  const pending = estimated ? Math.max(limit + 1, await estimateOutboxRows(db)) : row.pending;
+  return {
+    counts: { pending, inFlight: row.in_flight, retrying: row.retrying },
+    estimated,
+    oldestAgeSeconds: Math.max(0, row.age),
+    inFlightByWorker: row.by_worker ?? {},
+  };
+}
+
+/** The planner's idea of the outbox's size (pg_class.reltuples scaled to its current pages). */
+async function estimateOutboxRows(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM outbox`);
+  return Math.round(rows[0]!['QUERY PLAN'][0]!.Plan['Plan Rows']);
+}
+
+/**
+ * Dead row versions in the outbox (pg_stat_user_tables, updated by PostgreSQL every few
+ * hundred ms, an estimate). The claim steps over those it cannot yet prune; they pile up
+ * while an old snapshot keeps vacuum from removing them.
+ */
+export async function outboxDeadTuples(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: string | null }>(
+    `SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 export async function countOutbox(db: Queryable): Promise<OutboxCounts> {
   const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number }>(
     `SELECT count(*)::int AS pending,

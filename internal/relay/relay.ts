@@ -60,10 +60,12 @@ export interface RelayDeps {
 export interface RelayObserver {
   /** A claim that took `batchSize` events (empty claims are not reported). */
   onClaimed(workerName: string, batchSize: number): void;
-  /** One delivery the consumer committed, and how long the call took. */
-  onDelivered(workerName: string, ms: number): void;
+  /** One delivery the consumer committed, how long the call took, and its outcome word. */
+  onDelivered(workerName: string, ms: number, outcome?: string): void;
   /** One delivery that threw. */
   onFailed(workerName: string): void;
+  /** One event this worker moved to dead_letters. */
+  onDeadLettered?(workerName: string): void;
 }
 
 const MAX_ERROR_BACKOFF_MS = 5_000;
@@ -81,6 +83,11 @@ export class Relay {
 
   get workerNames(): string[] {
     return Array.from({ length: this.options.workers }, (_, i) => `${this.options.namePrefix ?? 'Worker-'}${i + 1}`);
+  }
+
+  /** Whether the worker loops are running (started, not stopping). */
+  get running(): boolean {
+    return !this.stopping && this.loops.length > 0;
   }
 
   start(): void {
@@ -147,7 +154,7 @@ export class Relay {
     let deliverable: OutboxEvent[] = [];
     for (const event of events) {
       if (event.attempts > this.maxAttempts) {
-        await this.giveUp(log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
+        await this.giveUp(name, log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
       } else {
         deliverable.push(event);
       }
@@ -178,12 +185,12 @@ export class Relay {
           outcome = await this.deps.deliver(event, name);
         }
         await hooks.afterDeliver?.(name, event);
-        this.deps.observer?.onDelivered(name, performance.now() - started);
+        this.deps.observer?.onDelivered(name, performance.now() - started, outcome);
         delivered.push(event.id);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
         this.deps.observer?.onFailed(name);
-        await this.handleFailure(log, token, event, error);
+        await this.handleFailure(name, log, token, event, error);
       }
     }
     if (delivered.length === 0) return;
@@ -222,12 +229,12 @@ export class Relay {
     else log.warn(line);
   }
 
-  private async handleFailure(log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
+  private async handleFailure(name: string, log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
     // A poison message can never succeed, so retrying it only delays the events behind it.
-    if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(log, token, event, `poison message: ${message}`);
+    if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(name, log, token, event, `poison message: ${message}`);
     if (event.attempts >= this.maxAttempts) {
-      return this.giveUp(log, token, event, `failed ${event.attempts} times; last: ${message}`);
+      return this.giveUp(name, log, token, event, `failed ${event.attempts} times; last: ${message}`);
     }
     try {
       const delay = await this.deps.store.retryLater(event, token, message);
@@ -239,9 +246,10 @@ export class Relay {
     }
   }
 
-  private async giveUp(log: Logger, token: string, event: OutboxEvent, why: string): Promise<void> {
+  private async giveUp(name: string, log: Logger, token: string, event: OutboxEvent, why: string): Promise<void> {
     try {
       const moved = await this.deps.store.deadLetter(event, token, why);
+      if (moved) this.deps.observer?.onDeadLettered?.(name);
       if (moved) log.warn(`DEAD-LETTERED message ${event.messageId}: ${why}`);
       else log.warn(`could not dead-letter ${event.messageId}: lease lost to another worker`);
     } catch (storeError) {
