@@ -1,9 +1,9 @@
 // End to end: `npm run demo` on a fresh data directory, as after a clean clone.
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { readEmbeddedPassword } from '../../internal/db/embedded.ts';
 import { createTestDatabase, type TestDatabase } from '../../internal/testkit/database.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
 import { makeDataDir, runScript, startServerProcess } from '../../internal/testkit/process.ts';
@@ -25,7 +25,7 @@ describe('npm run demo', () => {
     assert.match(out, /invariant\s+✓/);
     assert.equal(out.match(/\[Inventory\] SKIPPING duplicate message/g)?.length, 3);
     assert.match(out, /✓ Verdict/);
-    const password = (await fs.readFile(path.join(dataDir, 'postgres-password'), 'utf8')).trim();
+    const password = await readEmbeddedPassword(dataDir);
     assert.ok(!out.includes(password), 'the password is never printed');
     const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password });
     await assert.rejects(client.connect(), 'the demo stopped the database it started');

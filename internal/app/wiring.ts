@@ -161,10 +161,10 @@ function listenError(error: NodeJS.ErrnoException, port: number, host: string): 
     return new StartupError('PORT_IN_USE', `port ${port} is in use (is another server running?) — set PORT`, { cause: error });
   }
   if (error.code === 'EACCES') {
-    return new StartupError('PORT_IN_USE', `port ${port} needs privileges this process does not have — set PORT (above 1023)`, { cause: error });
+    return new StartupError('CANNOT_LISTEN', `port ${port} needs privileges this process does not have — set PORT (above 1023)`, { cause: error });
   }
   if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
-    return new StartupError('PORT_IN_USE', `cannot listen on ${host}: not an address of this machine — set HOST`, { cause: error });
+    return new StartupError('CANNOT_LISTEN', `cannot listen on ${host}: not an address of this machine — set HOST`, { cause: error });
   }
   return error;
 }

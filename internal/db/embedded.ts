@@ -103,6 +103,13 @@ export async function ensureEmbeddedPostgres(
   return checked(handle(port, true, bins, runAs, clusterDir, secret.password), secret, clusterDir, logger);
 }
 
+/** The superuser password of the embedded PostgreSQL under `dataDir` (for tools and tests). */
+export async function readEmbeddedPassword(dataDir: string): Promise<string> {
+  const password = await readPasswordFile(path.join(dataDir, PASSWORD_FILE));
+  if (password === undefined) throw new StartupError('DATABASE_START_FAILED', `no ${PASSWORD_FILE} in ${dataDir}: has the embedded PostgreSQL been set up there?`);
+  return password;
+}
+
 interface Secret {
   password: string;
   file: string;
@@ -121,7 +128,11 @@ async function readOrCreatePassword(dataDir: string): Promise<Secret> {
   const scratch = `${file}.${process.pid}-${randomBytes(3).toString('hex')}`;
   await fs.writeFile(scratch, `${password}\n`, { mode: 0o600, flag: 'wx' });
   try {
-    await fs.link(scratch, file);
+    await fs.link(scratch, file).catch(async (error: NodeJS.ErrnoException) => {
+      // A file system without hard links: an exclusive create is nearly as good.
+      if (error.code !== 'EPERM' && error.code !== 'ENOTSUP' && error.code !== 'EOPNOTSUPP') throw error;
+      await fs.writeFile(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
+    });
     return { password, file, created: true };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -145,7 +156,7 @@ async function readPasswordFile(file: string): Promise<string | undefined> {
   if (!password) throw new StartupError('DATABASE_START_FAILED', `${file} is empty; put the password back, or delete it and the data directory to start afresh`);
   // Someone loosened it (a copy, an editor): it is a superuser password, so tighten it again.
   const { mode } = await fs.stat(file);
-  if ((mode & 0o077) !== 0) await fs.chmod(file, 0o600);
+  if ((mode & 0o077) !== 0) await fs.chmod(file, 0o600).catch(() => undefined);
   return password;
 }
 

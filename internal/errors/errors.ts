@@ -58,6 +58,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 export type StartupErrorCode =
   /** The HTTP port is taken. */
   | 'PORT_IN_USE'
+  /** The HTTP port or HOST cannot be used by this process (privileged port, not our address). */
+  | 'CANNOT_LISTEN'
   /** The embedded PostgreSQL could not be started or reached. */
   | 'DATABASE_START_FAILED'
   /** The program would harm something it found (another server is using this database). */
