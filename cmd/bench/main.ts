@@ -1,6 +1,7 @@
 // npm run bench: measure the pipeline on a fresh database and print the Performance table.
 import { Command, InvalidArgumentError } from 'commander';
 import { positiveInt } from '../../internal/cli/args.ts';
+import { describeFailure, orExit } from '../../internal/cli/exit.ts';
 import { BENCH_DEFAULTS, BENCH_PARTS, runBenchmark, type BenchPart } from '../../internal/bench/bench.ts';
 import { formatBenchReport } from '../../internal/bench/report.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
@@ -28,7 +29,7 @@ const options = new Command('bench')
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; only?: BenchPart[]; json?: boolean;
   }>();
 
-const config = loadConfig();
+const config = orExit(() => loadConfig(), 'benchmark could not start');
 const logger = createConsoleLogger({ level: 'warn', color: colorEnabled(process.stderr), stream: process.stderr });
 try {
   const result = await runBenchmark(
@@ -40,7 +41,8 @@ try {
   process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatBenchReport(result, color)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 } catch (error) {
-  process.stderr.write(`benchmark failed: ${(error as Error).stack ?? error}\n`);
+  // Exit 1 means "ran, and missed a target"; a benchmark that could not run is 2.
+  process.stderr.write(`${describeFailure(error, 'benchmark failed').text}\n`);
   process.exitCode = 2;
 }
 

@@ -1,6 +1,7 @@
 // npm run chaos: crash the server (and PostgreSQL) under load, then prove nothing was lost.
 import { Command } from 'commander';
 import { fraction, intAtLeast } from '../../internal/cli/args.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { chaosRun } from '../../internal/app/chaos.ts';
 import { formatChaosReport } from '../../internal/chaos/report.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
@@ -15,17 +16,18 @@ const options = new Command('chaos')
   .option('--db-restarts <n>', 'times to restart PostgreSQL (embedded only)', intAtLeast(0), 0)
   .option('--fail-rate <p>', 'share of deliveries that fail on purpose (0..1)', fraction, 0)
   .option('--seed <n>', 'seed for every random choice, to repeat a run', intAtLeast(0))
-  .option('--lease-ms <ms>', "how long a dead worker's claim blocks its events", intAtLeast(100), 2000)
+  .option('--lease-ms <ms>', "how long a dead worker's claim blocks its events", intAtLeast(1000), 2000)
   .option('--settle-timeout <ms>', 'how long to wait for the drain at the end', intAtLeast(1000), 120_000)
   .option('--json', 'print one JSON result object instead of the table (logs go to stderr)')
   .option('--verbose', "show the server's own log lines")
+  .option('--yes', 'with DATABASE_URL set: yes, wipe the orders, outbox and dead letters in that database')
   .parse()
   .opts<{
     orders: number; concurrency: number; kills: number; dbRestarts: number; failRate: number; seed?: number;
-    leaseMs: number; settleTimeout: number; json?: boolean; verbose?: boolean;
+    leaseMs: number; settleTimeout: number; json?: boolean; verbose?: boolean; yes?: boolean;
   }>();
 
-const config = loadConfig();
+const config = orExit(() => loadConfig(), 'chaos could not start');
 const out = options.json ? process.stderr : process.stdout;
 const color = colorEnabled(out);
 const logger = createConsoleLogger({ level: options.verbose ? 'debug' : config.logLevel, color, stream: out });
@@ -50,6 +52,7 @@ try {
       seed,
       leaseMs: options.leaseMs,
       settleTimeoutMs: options.settleTimeout,
+      yes: options.yes,
     },
     logger,
     abort.signal,
@@ -57,6 +60,5 @@ try {
   process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatChaosReport(result, color)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 } catch (error) {
-  logger.error(`chaos run failed (seed ${seed})`, error);
-  process.exitCode = 1;
+  exitWithFailure(error, `chaos run failed (seed ${seed})`);
 }

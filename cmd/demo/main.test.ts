@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { readEmbeddedPassword } from '../../internal/db/embedded.ts';
 import { createTestDatabase, type TestDatabase } from '../../internal/testkit/database.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
 import { makeDataDir, runScript, startServerProcess } from '../../internal/testkit/process.ts';
@@ -24,7 +25,9 @@ describe('npm run demo', () => {
     assert.match(out, /invariant\s+✓/);
     assert.equal(out.match(/\[Inventory\] SKIPPING duplicate message/g)?.length, 3);
     assert.match(out, /✓ Verdict/);
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: 'postgres' });
+    const password = await readEmbeddedPassword(dataDir);
+    assert.ok(!out.includes(password), 'the password is never printed');
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password });
     await assert.rejects(client.connect(), 'the demo stopped the database it started');
   });
 });
@@ -44,13 +47,31 @@ describe('npm run demo next to a running server', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ productId: 'widget', quantity: 1 }),
       });
-      const demo = runScript('cmd/demo/main.ts', [], { DATABASE_URL: db.url });
+      const demo = runScript('cmd/demo/main.ts', ['--yes'], { DATABASE_URL: db.url });
       assert.equal(await demo.exited, 1);
       assert.match(demo.output(), /another outbox-demo server is relaying this database/);
+      assert.doesNotMatch(demo.output(), /^\s+at /m, 'no stack trace');
       const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM orders`);
       assert.equal(rows[0].n, 1);
     } finally {
       await server.run.stop();
     }
+  });
+});
+
+describe('npm run demo with DATABASE_URL', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase(import.meta.filename, { migrated: false });
+  });
+  after(() => db.drop());
+
+  it('refuses without --yes, in one line, before touching the database', async () => {
+    const demo = runScript('cmd/demo/main.ts', [], { DATABASE_URL: db.url });
+    assert.equal(await demo.exited, 2, demo.output());
+    assert.match(demo.output(), /DATABASE_URL is set: npm run demo would delete .* pass --yes/);
+    assert.equal(demo.output().trim().split('\n').length, 1, demo.output());
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`);
+    assert.equal(rows[0].n, 0, 'not even the migrations ran');
   });
 });

@@ -1,6 +1,7 @@
 // npm run demo: the whole story in one command, then exit 0 if every invariant held.
 import { Command } from 'commander';
 import { positiveInt } from '../../internal/cli/args.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { runDemo } from '../../internal/app/demo.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
@@ -11,10 +12,11 @@ const options = new Command('demo')
   .option('--concurrency <n>', 'requests in flight at once', positiveInt, 50)
   .option('--replays <n>', 'processed messages to replay as duplicates', positiveInt, 3)
   .option('--port <port>', 'HTTP port for the API (default: any free port)', '0')
+  .option('--yes', 'with DATABASE_URL set: yes, wipe the orders, outbox and dead letters in that database')
   .parse()
-  .opts<{ orders: number; concurrency: number; replays: number; port: string }>();
+  .opts<{ orders: number; concurrency: number; replays: number; port: string; yes?: boolean }>();
 
-const config = loadConfig({ ...process.env, PORT: options.port });
+const config = orExit(() => loadConfig({ ...process.env, PORT: options.port }), 'demo could not start');
 const color = colorEnabled(process.stdout);
 const logger = createConsoleLogger({ level: config.logLevel, color });
 
@@ -35,6 +37,5 @@ try {
   );
   process.exitCode = result.ok ? 0 : 1;
 } catch (error) {
-  logger.error('demo failed', error);
-  process.exitCode = 1;
+  exitWithFailure(error, 'demo failed');
 }

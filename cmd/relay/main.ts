@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { startRelay } from '../../internal/app/relay.ts';
 import { onShutdownSignal } from '../../internal/app/signals.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 
@@ -13,13 +14,12 @@ const options = new Command('relay')
   .opts<{ name?: string; workers?: string }>();
 
 const env = { ...process.env, RELAY_NAME: options.name ?? process.env.RELAY_NAME, WORKERS: options.workers ?? process.env.WORKERS };
-const config = loadConfig(env);
+const config = orExit(() => loadConfig(env), 'could not start');
 const logger = createConsoleLogger({ level: config.logLevel, color: colorEnabled(process.stdout) });
 
 try {
   const relay = await startRelay(config, logger);
   onShutdownSignal(logger, () => relay.close());
 } catch (error) {
-  logger.error('could not start', error);
-  process.exit(1);
+  exitWithFailure(error, 'could not start');
 }

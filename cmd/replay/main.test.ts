@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { readEmbeddedPassword } from '../../internal/db/embedded.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
 import { makeDataDir, runScript } from '../../internal/testkit/process.ts';
 
@@ -28,7 +29,8 @@ describe('npm run replay with no server running', () => {
     assert.match(replay.output(), /no server is running/);
     assert.match(replay.output(), new RegExp(`\\[Inventory\\] SKIPPING duplicate message ${result.fresh.messageId}`));
     // It started the embedded PostgreSQL, so it stopped it again.
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: 'postgres' });
+    const password = await readEmbeddedPassword(dataDir);
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password });
     await assert.rejects(client.connect());
   });
 

@@ -1,13 +1,14 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
 import { Command } from 'commander';
 import { duration, positiveInt } from '../../internal/cli/args.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { purgeDeadLettersOlderThan, redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
 import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { isUuid } from '../../internal/orders/validate.ts';
 import { formatPurgeReport, formatReplayReport } from '../../internal/replay/report.ts';
 
-const config = loadConfig();
+const config = orExit(() => loadConfig(), 'replay could not start');
 const options = new Command('replay')
   .description('deliver already-processed messages again, as duplicates, and check they change nothing')
   .option('--count <n>', 'how many of the most recent processed messages', positiveInt, 3)
@@ -45,8 +46,7 @@ if (options.purge) {
     process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatPurgeReport(result, color)}\n`);
     process.exit(0);
   } catch (error) {
-    logger.error('purge failed', error);
-    process.exit(1);
+    exitWithFailure(error, 'purge failed');
   }
 }
 
@@ -60,8 +60,7 @@ if (options.deadLetters) {
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     process.exit(result.ok ? 0 : 1);
   } catch (error) {
-    logger.error('re-drive failed', error);
-    process.exit(1);
+    exitWithFailure(error, 're-drive failed');
   }
 }
 
@@ -81,6 +80,5 @@ try {
   process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatReplayReport(result, color)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 } catch (error) {
-  logger.error('replay failed', error);
-  process.exitCode = 1;
+  exitWithFailure(error, 'replay failed');
 }

@@ -4,6 +4,7 @@ import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
 import { startServer } from '../../internal/app/wiring.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { onShutdownSignal } from '../../internal/app/signals.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 
 const options = new Command('server')
   .description('Order API + outbox relay workers (configured by environment; flags override)')
@@ -13,13 +14,12 @@ const options = new Command('server')
   .opts<{ port?: string; workers?: string }>();
 
 const env = { ...process.env, PORT: options.port ?? process.env.PORT, WORKERS: options.workers ?? process.env.WORKERS };
-const config = loadConfig(env);
+const config = orExit(() => loadConfig(env), 'could not start');
 const logger = createConsoleLogger({ level: config.logLevel, color: colorEnabled(process.stdout) });
 
 try {
   const server = await startServer(config, logger);
   onShutdownSignal(logger, () => server.close());
 } catch (error) {
-  logger.error('could not start', error);
-  process.exit(1);
+  exitWithFailure(error, 'could not start');
 }

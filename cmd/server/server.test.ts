@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { readEmbeddedPassword } from '../../internal/db/embedded.ts';
 import { createTestDatabase, type TestDatabase } from '../../internal/testkit/database.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
 import { startServerProcess as startServer } from '../../internal/testkit/process.ts';
@@ -59,7 +60,7 @@ describe('the server on the embedded PostgreSQL', () => {
     assert.match(first.run.output(), /\[Inventory\] order \w+… stock gizmo \d+ → \d+/);
     assert.match(first.run.output(), /stopped cleanly/);
     // It started the database, so it stopped it too.
-    await assert.rejects(connect(pgPort));
+    await assert.rejects(connect(dataDir, pgPort));
 
     const second = await startServer(embeddedEnv());
     try {
@@ -79,7 +80,7 @@ describe('the server on the embedded PostgreSQL', () => {
     try {
       const orders = await Promise.all([postOrder(a.url, 1), postOrder(b.url, 1)]);
       await Promise.all(orders.map((o) => waitForStatus(a.url, o.id, 'CONFIRMED')));
-      const client = await connect(Number(env.EMBEDDED_PG_PORT), 'outbox_demo');
+      const client = await connect(fresh, Number(env.EMBEDDED_PG_PORT), 'outbox_demo');
       const { rows } = await client.query(`SELECT version, count(*)::int AS n FROM schema_migrations GROUP BY version`);
       await client.end();
       assert.ok(rows.length > 0 && rows.every((r) => r.n === 1));
@@ -127,8 +128,9 @@ describe('the server on DATABASE_URL', () => {
   });
 });
 
-async function connect(port: number, database = 'postgres'): Promise<pg.Client> {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: 'postgres', database });
+async function connect(dataDir: string, port: number, database = 'postgres'): Promise<pg.Client> {
+  const password = await readEmbeddedPassword(dataDir);
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database });
   await client.connect();
   return client;
 }

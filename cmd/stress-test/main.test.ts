@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { readEmbeddedPassword } from '../../internal/db/embedded.ts';
 import { freePort } from '../../internal/testkit/ports.ts';
 import { makeDataDir, runScript, startServerProcess, type ServerProcess } from '../../internal/testkit/process.ts';
 
@@ -31,7 +32,8 @@ describe('npm run stress and npm run replay against a running server', () => {
     assert.equal(result.drain.confirmed + result.drain.rejected, 50);
     assert.equal(result.invariant.holds, true);
 
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: 'postgres', database: 'outbox_demo' });
+    const password = await readEmbeddedPassword(dataDir);
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password, database: 'outbox_demo' });
     await client.connect();
     try {
       const { rows } = await client.query(

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { positiveInt } from '../../internal/cli/args.ts';
+import { exitWithFailure } from '../../internal/cli/exit.ts';
 import { createApiClient, ServerUnreachableError } from '../../internal/client/api-client.ts';
 import { colorEnabled } from '../../internal/config/config.ts';
 import { createProgress, formatStressReport } from '../../internal/stress/report.ts';
@@ -69,7 +70,6 @@ try {
     if (options.json) process.stdout.write(`${JSON.stringify({ ok: false, error: { code: error.code, message } })}\n`);
     process.exitCode = 2;
   } else {
-    process.stderr.write(`stress test failed: ${(error as Error).message}\n`);
-    process.exitCode = 1;
+    exitWithFailure(error, 'stress test failed');
   }
 }

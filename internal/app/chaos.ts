@@ -8,12 +8,20 @@ import { createDatabaseIfMissing } from '../db/database.ts';
 import { ensureEmbeddedPostgres, stopEmbeddedPostgres } from '../db/embedded.ts';
 import { migrate } from '../db/migrate.ts';
 import { closePool, createPool } from '../db/pool.ts';
+import { StartupError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { runChaos, type ChaosDatabase, type ChaosOptions, type ChaosResult } from '../chaos/chaos.ts';
 import { freePort } from '../net/free-port.ts';
-import { resetDemoData } from './reset.ts';
+import { refuseToWipeUnlessConfirmed, resetDemoData } from './reset.ts';
 
-export async function chaosRun(config: Config, options: ChaosOptions, logger: Logger, signal?: AbortSignal): Promise<ChaosResult> {
+/** `options.yes`: may wipe the database in DATABASE_URL (without DATABASE_URL it uses a temporary one). */
+export async function chaosRun(
+  config: Config,
+  options: ChaosOptions & { yes?: boolean },
+  logger: Logger,
+  signal?: AbortSignal,
+): Promise<ChaosResult> {
+  refuseToWipeUnlessConfirmed(config, options.yes ?? false, 'npm run chaos');
   const dbLog = logger.child('DB');
   let teardown = async () => {};
   let url = config.databaseUrl;
@@ -35,7 +43,7 @@ export async function chaosRun(config: Config, options: ChaosOptions, logger: Lo
       await fs.rm(dataDir, { recursive: true, force: true });
     };
   } else if (options.dbRestarts > 0) {
-    throw new Error('--db-restarts needs the embedded PostgreSQL (unset DATABASE_URL): chaos can only restart a server it runs');
+    throw new StartupError('REFUSED', '--db-restarts needs the embedded PostgreSQL (unset DATABASE_URL): chaos can only restart a server it runs');
   }
 
   const pool = createPool({ url, applicationName: 'outbox-demo:chaos', max: 4, connectionTimeoutMs: config.connectionTimeoutMs }, dbLog);

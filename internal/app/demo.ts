@@ -10,9 +10,10 @@ import { runReplay, type ReplayResult } from '../replay/replay.ts';
 import { formatReplayReport } from '../replay/report.ts';
 import { formatStressReport } from '../stress/report.ts';
 import { runStressTest, type StressResult } from '../stress/stress.ts';
-import { resetDemoData } from './reset.ts';
+import { refuseToWipeUnlessConfirmed, resetDemoData } from './reset.ts';
 import { connectDatabase, startServer, type RunningServer } from './wiring.ts';
 import { SEED_STOCK } from '../inventory/stock.ts';
+import { StartupError } from '../errors/errors.ts';
 
 export interface DemoOptions {
   orders: number;
@@ -22,6 +23,8 @@ export interface DemoOptions {
   /** Where reports and headings go (logs go to the logger). */
   print: (text: string) => void;
   signal?: AbortSignal;
+  /** --yes: may wipe the database in DATABASE_URL. */
+  yes?: boolean;
 }
 
 export interface DemoResult {
@@ -35,6 +38,7 @@ export async function runDemo(config: Config, options: DemoOptions, logger: Logg
   const heading = (text: string) => options.print(`\n${c.bold.inverse(` ${text} `)}`);
   const log = logger.child('Demo');
   const result: DemoResult = { stress: null, replay: null, ok: false };
+  refuseToWipeUnlessConfirmed(config, options.yes ?? false, 'npm run demo');
 
   heading('1/4 Start: PostgreSQL, fresh demo data, the Order API and its workers');
   const db = await connectDatabase(config, logger, 'demo', 4);
@@ -42,7 +46,8 @@ export async function runDemo(config: Config, options: DemoOptions, logger: Logg
   try {
     const others = await countOtherSessions(db.pool, 'outbox-demo:relay');
     if (others > 0) {
-      throw new Error(
+      throw new StartupError(
+        'REFUSED',
         'another outbox-demo server is relaying this database; stop it first (the demo resets the data), ' +
           'or give the demo its own: DATA_DIR=.data-demo npm run demo',
       );

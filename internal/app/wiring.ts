@@ -1,8 +1,9 @@
 // The one place that wires the program: database → pools → consumer → relay → HTTP, and
 // closes each part in order.
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.ts';
+import { StartupError } from '../errors/errors.ts';
 import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { closePool, createPool, type Pool } from '../db/pool.ts';
@@ -137,17 +138,21 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   try {
     http = await listen(app, config.port, config.host);
   } catch (error) {
+    // Stop everything this process started, the embedded PostgreSQL included (db.close).
+    live.close();
     await Promise.all([workers.close(), janitor.close()]);
     await closePool(readPool);
     await db.close();
     throw error;
   }
   const { port } = http.address() as AddressInfo;
-  url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  url = `http://${urlHost(config.host)}:${port}`;
   // The buttons call this server's own API. 0.0.0.0 and :: are where it listens, not names
   // to call it by (and not names the Host check accepts): they call it over loopback then.
   selfUrl = config.host === '0.0.0.0' ? `http://127.0.0.1:${port}` : config.host === '::' ? `http://[::1]:${port}` : url;
-  logger.child('API').info(`listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()})`);
+  logger.child('API').info(
+    `listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()}); dashboard: ${dashboardUrl(config.host, port)}`,
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -171,12 +176,42 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   };
 }
 
-function listen(app: { listen: (port: number, host: string, cb: () => void) => Server }, port: number, host: string): Promise<Server> {
+/**
+ * Listens on `port`; a port that is taken is a StartupError with the one line to print.
+ * (Express 5's app.listen hands a listen error to its callback as if it had succeeded, which
+ * left a server with no address, so the server is created here.)
+ */
+function listen(app: RequestListener, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, () => {
-      server.off('error', reject);
+    const server = createServer(app);
+    const onError = (error: NodeJS.ErrnoException) => reject(listenError(error, port, host));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
       resolve(server);
     });
-    server.once('error', reject);
   });
+}
+
+function listenError(error: NodeJS.ErrnoException, port: number, host: string): Error {
+  if (error.code === 'EADDRINUSE') {
+    return new StartupError('PORT_IN_USE', `port ${port} is in use (is another server running?) — set PORT`, { cause: error });
+  }
+  if (error.code === 'EACCES') {
+    return new StartupError('CANNOT_LISTEN', `port ${port} needs privileges this process does not have — set PORT (above 1023)`, { cause: error });
+  }
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+    return new StartupError('CANNOT_LISTEN', `cannot listen on ${host}: not an address of this machine — set HOST`, { cause: error });
+  }
+  return error;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Where a browser on this machine opens the dashboard (a wildcard address is not one to browse to). */
+function dashboardUrl(host: string, port: number): string {
+  const browsable = host === '0.0.0.0' || host === '::' ? 'localhost' : urlHost(host);
+  return `http://${browsable}:${port}/`;
 }

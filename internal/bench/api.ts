@@ -125,7 +125,8 @@ async function startServerChild(databaseUrl: string, config: Config): Promise<Se
       WAKEUP: 'notify',
       CONSUMER_MODE: 'per-message',
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // Its log lines go to stderr: stdout carries the --json result alone.
+    stdio: ['ignore', process.stderr, 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const url = `http://127.0.0.1:${port}`;

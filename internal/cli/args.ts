@@ -6,7 +6,8 @@ import { DURATION_FORMAT, parseDuration } from '../config/duration.ts';
 export function intAtLeast(min: number): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer ≥ ${min}`);
+    // Number() alone would take "0x5" and "1e3": only plain decimal digits are meant.
+    if (!/^\d{1,16}$/.test(value.trim()) || n < min) throw new InvalidArgumentError(`must be a decimal integer ≥ ${min}`);
     return n;
   };
 }

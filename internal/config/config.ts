@@ -107,10 +107,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', DEFAULTS.embeddedPgPort, 1, 65535),
     host: nonEmpty(env.HOST) ?? DEFAULTS.host,
     port: int(env, 'PORT', DEFAULTS.port, 0, 65535),
-    workers: int(env, 'WORKERS', DEFAULTS.workers, 0, 64),
+    workers: int(env, 'WORKERS', DEFAULTS.workers, 1, 64),
     pollIntervalMs: int(env, 'POLL_INTERVAL_MS', DEFAULTS.pollIntervalMs, 10, 3_600_000),
     batchSize: int(env, 'BATCH_SIZE', DEFAULTS.batchSize, 1, 1000),
-    leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 100, 3_600_000),
+    // The workers' statement timeout is half the lease: under 500 ms a claim barely gets to run.
+    leaseMs: int(env, 'LEASE_MS', DEFAULTS.leaseMs, 1_000, 3_600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, DEFAULTS.logLevel),
     connectionTimeoutMs: int(env, 'DB_CONNECTION_TIMEOUT_MS', DEFAULTS.connectionTimeoutMs, 100, 600_000),
     statementTimeoutMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', DEFAULTS.statementTimeoutMs, 0, 3_600_000),
@@ -128,7 +129,20 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     ...retention(env),
     reads: readConfig(env),
   };
-  return { ...config, ...overrides };
+  return validate({ ...config, ...overrides });
+}
+
+/**
+ * Rules that tie variables together, checked after defaults and overrides are in. Each says
+ * which variables and why, in one line, like the per-variable checks.
+ */
+export function validate(config: Config): Config {
+  if (config.retryBaseMs > config.retryMaxMs) {
+    throw new ConfigError(
+      `RETRY_BASE_MS (${config.retryBaseMs}) must not exceed RETRY_MAX_MS (${config.retryMaxMs}): the first backoff is the smallest`,
+    );
+  }
+  return config;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -139,9 +153,13 @@ function nonEmpty(value: string | undefined): string | undefined {
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = nonEmpty(env[name]);
   if (raw === undefined) return fallback;
+  // Number() would also take "0x5", "1e1", "5.0" and "+5": only plain decimal digits are meant.
+  if (!/^-?\d{1,16}$/.test(raw)) {
+    throw new ConfigError(`${name} must be a decimal integer from ${min} to ${max}, got "${raw}"`);
+  }
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  if (value < min || value > max) {
+    throw new ConfigError(`${name} must be a decimal integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;
 }
@@ -150,7 +168,7 @@ function fraction(env: Env, name: string): number {
   const raw = nonEmpty(env[name]);
   if (raw === undefined) return 0;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0 || value > 1) {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(raw) || value > 1) {
     throw new ConfigError(`${name} must be a number from 0 to 1, got "${raw}"`);
   }
   return value;
@@ -161,7 +179,7 @@ function crashAt(raw: string | undefined): CrashAt | undefined {
   if (value === undefined) return undefined;
   const [point, hit = '1'] = value.split(':');
   const n = Number(hit);
-  if (!CRASH_POINTS.includes(point as CrashPoint) || !Number.isInteger(n) || n < 1) {
+  if (!CRASH_POINTS.includes(point as CrashPoint) || !/^\d{1,9}$/.test(hit) || n < 1) {
     throw new ConfigError(`CRASH_AT must be <point>[:<n>] with point one of ${CRASH_POINTS.join(', ')}, got "${raw}"`);
   }
   return { point: point as CrashPoint, hit: n };

@@ -21,7 +21,12 @@ export async function openDatabaseServer(config: Pick<Config, 'databaseUrl' | 'd
     return { url: config.databaseUrl, kind: 'external', close: async () => {} };
   }
   const embedded = await ensureEmbeddedPostgres(config.dataDir, config.embeddedPgPort, logger);
-  await createDatabaseIfMissing(embedded.adminUrl, EMBEDDED_DATABASE_NAME);
+  try {
+    await createDatabaseIfMissing(embedded.adminUrl, EMBEDDED_DATABASE_NAME);
+  } catch (error) {
+    await embedded.stop(); // only if this process started it
+    throw error;
+  }
   const url = new URL(embedded.adminUrl);
   url.pathname = `/${EMBEDDED_DATABASE_NAME}`;
   return { url: url.toString(), kind: 'embedded', close: () => embedded.stop() };

@@ -2,8 +2,10 @@
 // CLI, two servers): whoever does not start it attaches, and attaching means "ready to use".
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { loadConfig, testAdminDatabaseUrl } from '../config/config.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { freePort } from '../testkit/ports.ts';
 import { makeDataDir } from '../testkit/process.ts';
@@ -68,5 +70,92 @@ describe('the embedded PostgreSQL, asked for by several callers at once', () => 
     } finally {
       await Promise.all(handles.map((h) => h.stop()));
     }
+  });
+});
+
+describe('the embedded PostgreSQL password', () => {
+  let dir: string;
+  let pgPort: number;
+  before(async () => {
+    dir = await makeDataDir('outbox-embedded-pw-');
+    pgPort = await freePort();
+  });
+  after(async () => {
+    await stopEmbeddedPostgres(dir).catch(() => undefined);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const open = () => ensureEmbeddedPostgres(dir, pgPort, createSilentLogger());
+  const passwordFile = () => path.join(dir, 'postgres-password');
+  const withPassword = (url: string, password: string) => {
+    const u = new URL(url);
+    u.password = password;
+    return u.toString();
+  };
+
+  it('is generated on first init, kept in the data directory readable by the owner only, and is the only one accepted', async () => {
+    const pg1 = await open();
+    try {
+      const stat = await fs.stat(passwordFile());
+      assert.equal(stat.mode & 0o777, 0o600);
+      const password = (await fs.readFile(passwordFile(), 'utf8')).trim();
+      assert.ok(password.length >= 24, 'long and random');
+      assert.equal(decodeURIComponent(new URL(pg1.adminUrl).password), password);
+      assert.deepEqual(await query(pg1.adminUrl, 'SELECT 1 AS one'), [{ one: 1 }]);
+      await assert.rejects(query(withPassword(pg1.adminUrl, 'postgres'), 'SELECT 1'), /password authentication failed/);
+    } finally {
+      await pg1.stop();
+    }
+  });
+
+  // A data directory from before this change: superuser password "postgres", no password file.
+  async function makeLegacy(): Promise<void> {
+    const handle = await open();
+    await query(handle.adminUrl, `ALTER ROLE postgres PASSWORD 'postgres'`);
+    await fs.rm(passwordFile());
+  }
+
+  it('an old data directory (password "postgres", no file) gets a generated one when it is started', async () => {
+    await makeLegacy();
+    await stopEmbeddedPostgres(dir);
+    const upgraded = await open();
+    try {
+      const password = (await fs.readFile(passwordFile(), 'utf8')).trim();
+      assert.notEqual(password, 'postgres');
+      assert.equal((await fs.stat(passwordFile())).mode & 0o777, 0o600);
+      assert.deepEqual(await query(upgraded.adminUrl, 'SELECT 1 AS one'), [{ one: 1 }]);
+      await assert.rejects(query(withPassword(upgraded.adminUrl, 'postgres'), 'SELECT 1'), /password authentication failed/);
+    } finally {
+      await upgraded.stop();
+    }
+  });
+
+  it('… and when it is already running and a new process attaches', async () => {
+    await makeLegacy(); // leaves it running, started by that call
+    const attached = await open();
+    try {
+      assert.equal(attached.startedHere, false);
+      assert.deepEqual(await query(attached.adminUrl, 'SELECT 1 AS one'), [{ one: 1 }]);
+      await assert.rejects(query(withPassword(attached.adminUrl, 'postgres'), 'SELECT 1'), /password authentication failed/);
+    } finally {
+      await stopEmbeddedPostgres(dir);
+    }
+  });
+
+  it('a lost password file is a clear one-line error, not a silent reset', async () => {
+    const handle = await open();
+    await fs.rm(passwordFile());
+    try {
+      await assert.rejects(open(), (error: Error) => {
+        assert.match(error.message, /rejects the password in .*postgres-password/);
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      });
+    } finally {
+      await handle.stop();
+    }
+  });
+
+  it("npm test's own embedded server uses a generated password too", { skip: loadConfig().databaseUrl !== undefined }, () => {
+    assert.notEqual(decodeURIComponent(new URL(testAdminDatabaseUrl()).password), 'postgres');
   });
 });

@@ -11,12 +11,21 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
+import { StartupError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 
 const execFileAsync = promisify(execFile);
 
 export const EMBEDDED_USER = 'postgres';
-export const EMBEDDED_PASSWORD = 'postgres';
+/**
+ * The superuser's password is generated on first use and kept in this file in the data
+ * directory, readable by its owner only: PostgreSQL listens on 127.0.0.1, where any local user
+ * could otherwise log in as superuser with a well-known password.
+ */
+export const PASSWORD_FILE = 'postgres-password';
+/** What clusters made before the generated password had; replaced the next time they are used. */
+const LEGACY_PASSWORD = 'postgres';
 
 export interface EmbeddedPostgres {
   /** Connection string for the `postgres` maintenance database. */
@@ -52,17 +61,19 @@ export async function ensureEmbeddedPostgres(
   const runAs = await postgresUser();
   const clusterDir = path.join(dataDir, 'pg');
   await fs.mkdir(dataDir, { recursive: true });
+  // Before initdb, so that processes racing to initialise all use the same password.
+  const secret = await readOrCreatePassword(dataDir);
 
   if (!(await exists(path.join(clusterDir, 'PG_VERSION')))) {
     logger.info(`initialising a new PostgreSQL cluster in ${clusterDir}`);
-    await initCluster(bins, runAs, dataDir, clusterDir);
+    await initCluster(bins, runAs, dataDir, clusterDir, secret.password);
   }
 
   const running = await runningPort(bins, runAs, clusterDir);
   if (running !== undefined) {
     await waitUntilReady(clusterDir);
     logger.info(`attached to the embedded PostgreSQL already running on port ${running}`);
-    return handle(running, false, bins, runAs, clusterDir);
+    return checked(handle(running, false, bins, runAs, clusterDir, secret.password), secret, clusterDir, logger);
   }
 
   logger.info(`starting embedded PostgreSQL on 127.0.0.1:${port}`);
@@ -77,15 +88,145 @@ export async function ensureEmbeddedPostgres(
     if (raced !== undefined) {
       await waitUntilReady(clusterDir);
       logger.info(`attached to the embedded PostgreSQL another process started on port ${raced}`);
-      return handle(raced, false, bins, runAs, clusterDir);
+      return checked(handle(raced, false, bins, runAs, clusterDir, secret.password), secret, clusterDir, logger);
     }
-    const logTail = await fs.readFile(path.join(clusterDir, 'server.log'), 'utf8').catch(() => '');
-    throw new Error(
-      `could not start embedded PostgreSQL on port ${port} (is the port taken? set EMBEDDED_PG_PORT): ` +
-        `${(error as Error).message}\n${logTail.split('\n').slice(-8).join('\n')}`,
+    const logFile = path.join(clusterDir, 'server.log');
+    const log = await fs.readFile(logFile, 'utf8').catch(() => '');
+    const reason = log.split('\n').filter((line) => /\b(FATAL|ERROR|PANIC):/.test(line)).at(-1)?.trim();
+    throw new StartupError(
+      'DATABASE_START_FAILED',
+      `could not start the embedded PostgreSQL on port ${port} (is the port taken? set EMBEDDED_PG_PORT): ` +
+        `${reason ?? (error as Error).message.split('\n')[0]} (see ${logFile})`,
+      { cause: error },
     );
   }
-  return handle(port, true, bins, runAs, clusterDir);
+  return checked(handle(port, true, bins, runAs, clusterDir, secret.password), secret, clusterDir, logger);
+}
+
+/** The superuser password of the embedded PostgreSQL under `dataDir` (for tools and tests). */
+export async function readEmbeddedPassword(dataDir: string): Promise<string> {
+  const password = await readPasswordFile(path.join(dataDir, PASSWORD_FILE));
+  if (password === undefined) throw new StartupError('DATABASE_START_FAILED', `no ${PASSWORD_FILE} in ${dataDir}: has the embedded PostgreSQL been set up there?`);
+  return password;
+}
+
+interface Secret {
+  password: string;
+  file: string;
+  /** True when this call generated it (so no cluster can have it yet unless we init one). */
+  created: boolean;
+}
+
+/** The password in `dataDir`'s PASSWORD_FILE, generating it first when there is none. */
+async function readOrCreatePassword(dataDir: string): Promise<Secret> {
+  const file = path.join(dataDir, PASSWORD_FILE);
+  const existing = await readPasswordFile(file);
+  if (existing !== undefined) return { password: existing, file, created: false };
+  const password = randomBytes(24).toString('base64url');
+  // Written whole under a private name, then linked into place: a concurrent reader never sees
+  // half a file, and of two processes generating at once the first link wins for both.
+  const scratch = `${file}.${process.pid}-${randomBytes(3).toString('hex')}`;
+  await fs.writeFile(scratch, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    await fs.link(scratch, file).catch(async (error: NodeJS.ErrnoException) => {
+      // A file system without hard links: an exclusive create is nearly as good.
+      if (error.code !== 'EPERM' && error.code !== 'ENOTSUP' && error.code !== 'EOPNOTSUPP') throw error;
+      await fs.writeFile(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
+    });
+    return { password, file, created: true };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const theirs = await readPasswordFile(file);
+    if (theirs === undefined) throw error;
+    return { password: theirs, file, created: false };
+  } finally {
+    await fs.rm(scratch, { force: true });
+  }
+}
+
+async function readPasswordFile(file: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  const password = text.trim();
+  if (!password) throw new StartupError('DATABASE_START_FAILED', `${file} is empty; put the password back, or delete it and the data directory to start afresh`);
+  // Someone loosened it (a copy, an editor): it is a superuser password, so tighten it again.
+  const { mode } = await fs.stat(file);
+  if ((mode & 0o077) !== 0) await fs.chmod(file, 0o600).catch(() => undefined);
+  return password;
+}
+
+/**
+ * Makes sure the server accepts the password from the file before handing out the handle
+ * (stopping the server again if this process started it and it does not). A cluster made
+ * before the password was generated still has the old fixed one: it is changed to the file's.
+ */
+async function checked(embedded: EmbeddedPostgres, secret: Secret, clusterDir: string, logger: Logger): Promise<EmbeddedPostgres> {
+  try {
+    await ensurePasswordAccepted(embedded.port, secret, clusterDir, logger);
+    return embedded;
+  } catch (error) {
+    await embedded.stop();
+    throw error;
+  }
+}
+
+async function ensurePasswordAccepted(port: number, secret: Secret, clusterDir: string, logger: Logger): Promise<void> {
+  // A few rounds: another process may be between "wrote the file" and "changed the password".
+  for (let round = 0; round < 10; round += 1) {
+    if (await passwordWorks(port, secret.password)) return;
+    const legacy = await connectAs(port, LEGACY_PASSWORD).catch((error: unknown) => {
+      if (isBadPassword(error)) return undefined;
+      throw error;
+    });
+    if (legacy) {
+      try {
+        await legacy.query(`ALTER ROLE ${legacy.escapeIdentifier(EMBEDDED_USER)} PASSWORD ${legacy.escapeLiteral(secret.password)}`);
+      } finally {
+        await legacy.end();
+      }
+      logger.info(`the embedded PostgreSQL had the old fixed password; it now uses the generated one in ${secret.file}`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  // Not ours to fix: leave no freshly generated password behind that opens nothing.
+  if (secret.created) await fs.rm(secret.file, { force: true });
+  throw new StartupError(
+    'DATABASE_START_FAILED',
+    `the embedded PostgreSQL in ${clusterDir} rejects the password in ${secret.file} (was the file replaced or removed?); ` +
+      `put the right one back, or delete ${path.dirname(clusterDir)} to start afresh`,
+  );
+}
+
+async function passwordWorks(port: number, password: string): Promise<boolean> {
+  try {
+    await (await connectAs(port, password)).end();
+    return true;
+  } catch (error) {
+    if (isBadPassword(error)) return false;
+    throw error;
+  }
+}
+
+async function connectAs(port: number, password: string): Promise<pg.Client> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: EMBEDDED_USER, password, database: 'postgres' });
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
+  }
+  return client;
+}
+
+/** 28P01 invalid_password (also what PostgreSQL says for a role with no password set). */
+function isBadPassword(error: unknown): boolean {
+  return (error as { code?: string }).code === '28P01';
 }
 
 /**
@@ -112,10 +253,10 @@ async function waitUntilReady(clusterDir: string, timeoutMs = 120_000): Promise<
     const status = await readPostmasterStatus(clusterDir);
     if (status === 'ready') return;
     if (status === undefined || status === 'stopping') {
-      throw new Error(`the embedded PostgreSQL in ${clusterDir} stopped while we attached to it; start again`);
+      throw new StartupError('DATABASE_START_FAILED', `the embedded PostgreSQL in ${clusterDir} stopped while we attached to it; start again`);
     }
     if (Date.now() > deadline) {
-      throw new Error(`the embedded PostgreSQL in ${clusterDir} is not ready after ${timeoutMs / 1000} s (status "${status}"); see its server.log`);
+      throw new StartupError('DATABASE_START_FAILED', `the embedded PostgreSQL in ${clusterDir} is not ready after ${timeoutMs / 1000} s (status "${status}"); see its server.log`);
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
@@ -135,10 +276,13 @@ async function readPostmasterStatus(clusterDir: string): Promise<string | undefi
   return pidFile === undefined ? undefined : (pidFile.split('\n')[7]?.trim() ?? '');
 }
 
-function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string): EmbeddedPostgres {
+function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs, clusterDir: string, password: string): EmbeddedPostgres {
   let stopped = false;
+  const adminUrl = new URL(`postgres://127.0.0.1:${port}/postgres`);
+  adminUrl.username = EMBEDDED_USER;
+  adminUrl.password = password;
   return {
-    adminUrl: `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
+    adminUrl: adminUrl.toString(),
     port,
     startedHere,
     async stop() {
@@ -149,13 +293,19 @@ function handle(port: number, startedHere: boolean, bins: Binaries, runAs: RunAs
   };
 }
 
-async function initCluster(bins: Binaries, runAs: RunAs, dataDir: string, clusterDir: string): Promise<void> {
+async function initCluster(bins: Binaries, runAs: RunAs, dataDir: string, clusterDir: string, password: string): Promise<void> {
   const scratch = path.join(dataDir, `pg.init-${process.pid}-${randomBytes(3).toString('hex')}`);
-  const passwordFile = path.join(os.tmpdir(), `outbox-demo-pw-${randomBytes(6).toString('hex')}`);
+  // initdb reads the password from a file: a private one, readable only by whoever runs initdb.
+  const passwordDir = await fs.mkdtemp(path.join(os.tmpdir(), 'outbox-demo-pw-'));
+  const passwordFile = path.join(passwordDir, 'password');
   await fs.mkdir(scratch, { recursive: true });
-  await fs.writeFile(passwordFile, `${EMBEDDED_PASSWORD}\n`, { mode: 0o644 });
+  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   try {
-    if (runAs.uid !== undefined) await fs.chown(scratch, runAs.uid, runAs.gid!);
+    if (runAs.uid !== undefined) {
+      await fs.chown(scratch, runAs.uid, runAs.gid!);
+      await fs.chown(passwordDir, runAs.uid, runAs.gid!);
+      await fs.chown(passwordFile, runAs.uid, runAs.gid!);
+    }
     await run(bins.initdb, runAs, [
       `--pgdata=${scratch}`, `--username=${EMBEDDED_USER}`, `--pwfile=${passwordFile}`,
       '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions',
@@ -167,7 +317,7 @@ async function initCluster(bins: Binaries, runAs: RunAs, dataDir: string, cluste
       if (!(await exists(path.join(clusterDir, 'PG_VERSION')))) throw error;
     }
   } finally {
-    await fs.rm(passwordFile, { force: true });
+    await fs.rm(passwordDir, { recursive: true, force: true });
     await fs.rm(scratch, { recursive: true, force: true });
   }
 }
@@ -189,7 +339,7 @@ async function loadBinaries(): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries;
   } catch {
-    throw new Error(`no embedded PostgreSQL binaries for this platform (${name}); set DATABASE_URL instead`);
+    throw new StartupError('DATABASE_START_FAILED', `no embedded PostgreSQL binaries for this platform (${name}); set DATABASE_URL instead`);
   }
 }
 

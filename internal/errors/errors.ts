@@ -50,3 +50,30 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     error.message,
   );
 }
+
+/**
+ * Why a program could not start, or refused to: an expected failure the user can fix, so the
+ * command prints its message as one line, without a stack (internal/cli/exit.ts).
+ */
+export type StartupErrorCode =
+  /** The HTTP port is taken. */
+  | 'PORT_IN_USE'
+  /** The HTTP port or HOST cannot be used by this process (privileged port, not our address). */
+  | 'CANNOT_LISTEN'
+  /** The embedded PostgreSQL could not be started or reached. */
+  | 'DATABASE_START_FAILED'
+  /** The program would harm something it found (another server is using this database). */
+  | 'REFUSED'
+  /** The program would wipe data it was not told it may wipe (missing --yes). */
+  | 'CONFIRMATION_REQUIRED';
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+  constructor(
+    readonly code: StartupErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
