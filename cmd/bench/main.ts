@@ -25,7 +25,7 @@ const options = new Command('bench')
   .option('--readers <n>', 'clients looping on GET /stats', positiveInt, d.readers)
   .option('--reader-orders <n>', 'orders per readers run (alone and with readers, each round)', positiveInt, d.readerOrders)
   .option('--reader-concurrency <n>', 'orders in flight in the readers runs', positiveInt, d.readerConcurrency)
-  .option('--only <part...>', `only these parts: ${BENCH_PARTS.join(', ')} (default: all)`, parts)
+  .option('--only <part...>', `only these parts (space- or comma-separated): ${BENCH_PARTS.join(', ')} (default: all)`, parts)
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
@@ -51,7 +51,11 @@ try {
 }
 
 
+/** `--only snapshot readers` or `--only snapshot,readers`. */
 function parts(value: string, previous: BenchPart[] | undefined): BenchPart[] {
-  if (!(BENCH_PARTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
-  return [...(previous ?? []), value as BenchPart];
+  const named = value.split(',').filter((name) => name !== '');
+  for (const name of named) {
+    if (!(BENCH_PARTS as readonly string[]).includes(name)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
+  }
+  return [...(previous ?? []), ...(named as BenchPart[])];
 }
