@@ -11,8 +11,11 @@ describe('npm run bench', () => {
     const adminUrl = testAdminDatabaseUrl();
     const bench = runScript(
       'cmd/bench/main.ts',
-      ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000', '--json'],
-      { DATABASE_URL: adminUrl },
+      ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000',
+        '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--json'],
+      // A retention shorter than the retry path makes the server child warn at start-up: its log
+      // lines must go to stderr, never into the JSON on stdout.
+      { DATABASE_URL: adminUrl, INBOX_RETENTION: '1s' },
     );
     const code = await bench.exited;
     assert.ok(code === 0 || code === 1, `exit ${code} means the benchmark itself failed:\n${bench.output()}`);
@@ -25,6 +28,16 @@ describe('npm run bench', () => {
     assert.equal(result.api.runs.length, 2);
     assert.ok(result.api.runs.every((r: { failed: number }) => r.failed === 0));
     assert.match(result.claimPlan.plan, /Index Scan using outbox_available_idx/);
+    const snapshot = result.oldSnapshot;
+    assert.deepEqual(snapshot.runs.map((r: { held: boolean }) => r.held), [false, true]);
+    for (const side of [snapshot.without, snapshot.held]) {
+      assert.ok(side.eventsPerSecond > 0 && side.claimBuffers > 0 && side.consumerMs > 0, JSON.stringify(snapshot));
+    }
+    const readers = result.statsReaders;
+    assert.deepEqual(readers.runs.map((r: { readers: number }) => r.readers), [0, 10]);
+    assert.equal(readers.alone.count + readers.withReaders.count, 200);
+    assert.equal(readers.alone.non201 + readers.withReaders.non201, 0, 'every order accepted');
+    assert.ok(readers.withReaders.readsPerSecond > 0 && readers.withReaders.readFailures === 0, JSON.stringify(readers.withReaders));
     assert.equal(result.ok, result.targets.every((t: { met: boolean }) => t.met));
     assert.equal(code, result.ok ? 0 : 1);
 

@@ -9,7 +9,7 @@ import { createConsoleLogger } from '../../internal/log/logger.ts';
 
 const d = BENCH_DEFAULTS;
 const options = new Command('bench')
-  .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory')
+  .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory, an old snapshot, stats readers')
   .option('--events <n>', 'pre-filled events the relay drains, per mode', positiveInt, d.events)
   .option('--rounds <n>', 'relay and ceiling runs per mode, alternating; best of each', positiveInt, d.rounds)
   .option('--workers <n>', 'relay workers (and ceiling connections)', positiveInt, d.workers)
@@ -21,12 +21,18 @@ const options = new Command('bench')
   .option('--api-concurrency <n>', 'requests in flight', positiveInt, d.apiConcurrency)
   .option('--api-runs <n>', 'API runs (memory must not grow across them)', positiveInt, d.apiRuns)
   .option('--explain-rows <n>', 'events waiting when the claim is EXPLAINed', positiveInt, d.explainRows)
-  .option('--only <part...>', `only these parts: ${BENCH_PARTS.join(', ')} (default: all)`, parts)
+  .option('--snapshot-events <n>', 'events per drain with and without an old snapshot', positiveInt, d.snapshotEvents)
+  .option('--reader-rows <n>', 'processed messages under the stats readers run', positiveInt, d.readerRows)
+  .option('--readers <n>', 'clients looping on GET /stats', positiveInt, d.readers)
+  .option('--reader-orders <n>', 'orders per readers run (alone and with readers, each round)', positiveInt, d.readerOrders)
+  .option('--reader-concurrency <n>', 'orders in flight in the readers runs', positiveInt, d.readerConcurrency)
+  .option('--only <part...>', `only these parts (space- or comma-separated): ${BENCH_PARTS.join(', ')} (default: all)`, parts)
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
     events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
-    apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; only?: BenchPart[]; json?: boolean;
+    apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; snapshotEvents: number; readerRows: number;
+    readers: number; readerOrders: number; readerConcurrency: number; only?: BenchPart[]; json?: boolean;
   }>();
 
 const config = orExit(() => loadConfig(), 'benchmark could not start');
@@ -47,7 +53,11 @@ try {
 }
 
 
+/** `--only snapshot readers` or `--only snapshot,readers`. */
 function parts(value: string, previous: BenchPart[] | undefined): BenchPart[] {
-  if (!(BENCH_PARTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
-  return [...(previous ?? []), value as BenchPart];
+  const named = value.split(',').filter((name) => name !== '');
+  for (const name of named) {
+    if (!(BENCH_PARTS as readonly string[]).includes(name)) throw new InvalidArgumentError(`one of ${BENCH_PARTS.join(', ')}`);
+  }
+  return [...(previous ?? []), ...(named as BenchPart[])];
 }

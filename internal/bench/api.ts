@@ -102,14 +102,17 @@ export async function measureApi(
   }
 }
 
-interface ServerChild {
+export interface ServerChild {
   url: string;
   child: ChildProcess;
   stop(): Promise<void>;
 }
 
-/** `npm start` on the given database, quiet (LOG_LEVEL=warn: no line per order), with the default settings. */
-async function startServerChild(databaseUrl: string, config: Config): Promise<ServerChild> {
+/**
+ * `npm start` on the given database, quiet (LOG_LEVEL=warn: no line per order), with the default
+ * settings. Whatever it prints goes to our stderr: our stdout is the result (`--json`).
+ */
+export async function startServerChild(databaseUrl: string, config: Config): Promise<ServerChild> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'cmd/server/main.ts'], {
     cwd: ROOT,
@@ -125,8 +128,8 @@ async function startServerChild(databaseUrl: string, config: Config): Promise<Se
       WAKEUP: 'notify',
       CONSUMER_MODE: 'per-message',
     },
-    // Its log lines go to stderr: stdout carries the --json result alone.
-    stdio: ['ignore', process.stderr, 'inherit'],
+    // Its stdout too goes to our stderr (fd 2): a log line in our stdout would break --json.
+    stdio: ['ignore', 2, 2],
   });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
@@ -142,7 +145,7 @@ async function startServerChild(databaseUrl: string, config: Config): Promise<Se
   return { url, child, stop };
 }
 
-function post(agent: http.Agent, baseUrl: string, body: string): Promise<number> {
+export function post(agent: http.Agent, baseUrl: string, body: string): Promise<number> {
   return new Promise((resolve) => {
     const req = http.request(
       `${baseUrl}/orders`,

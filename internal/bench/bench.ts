@@ -8,6 +8,8 @@ import { measureApi, type ApiResult } from './api.ts';
 import { measureCommitRate, type CommitRate } from './commit-rate.ts';
 import { openBenchDatabases } from './databases.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
+import { measureOldSnapshot, type SnapshotResult } from './old-snapshot.ts';
+import { measureStatsReaders, type ReadersResult } from './stats-readers.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
 import { evaluateTargets, type TargetCheck } from './targets.ts';
 
@@ -26,11 +28,20 @@ export interface BenchOptions {
   apiRuns: number;
   /** Rows in the outbox when the claim is EXPLAINed. */
   explainRows: number;
+  /** Events each drain of the old-snapshot scenario pushes through (with and without the snapshot). */
+  snapshotEvents: number;
+  /** processed_messages rows (history) under the stats readers scenario. */
+  readerRows: number;
+  /** Clients looping on GET /stats. */
+  readers: number;
+  /** Orders per run of the readers scenario (alone, then with readers, each round), and how many in flight. */
+  readerOrders: number;
+  readerConcurrency: number;
   /** Only these parts (all when empty): quick runs while tuning one of them. */
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain', 'snapshot', 'readers'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -45,6 +56,11 @@ export const BENCH_DEFAULTS: BenchOptions = {
   apiConcurrency: 64,
   apiRuns: 3,
   explainRows: 50_000,
+  snapshotEvents: 20_000,
+  readerRows: 1_000_000,
+  readers: 40,
+  readerOrders: 2_000,
+  readerConcurrency: 8,
   only: [],
 };
 
@@ -57,6 +73,10 @@ export interface BenchResult {
   latency: LatencyResult[];
   api: ApiResult | undefined;
   claimPlan: { rows: number; plan: string } | undefined;
+  /** The same drain with and without an old snapshot held open: a number to show, no target. */
+  oldSnapshot: SnapshotResult | undefined;
+  /** POST /orders with and without clients looping on GET /stats, over a long history. */
+  statsReaders: ReadersResult | undefined;
   targets: TargetCheck[];
   ok: boolean;
   durationMs: number;
@@ -110,7 +130,27 @@ export async function runBenchmark(
       claimPlan = await planWithBacklog(databases, options);
     }
 
-    const targets = evaluateTargets({ throughput, latency, api });
+    let oldSnapshot: SnapshotResult | undefined;
+    if (wanted('snapshot')) {
+      phase(
+        `old snapshot: drain ${options.snapshotEvents} events (per-message, ${options.workers} workers) with and without ` +
+          `a REPEATABLE READ transaction held open, ${options.rounds} round(s)`,
+      );
+      oldSnapshot = await measureOldSnapshot(databases, { ...settings, batchSize: options.batchSize }, { events: options.snapshotEvents, rounds: options.rounds });
+    }
+
+    let statsReaders: ReadersResult | undefined;
+    if (wanted('readers')) {
+      phase(`stats readers: ${options.readers} clients on GET /stats over ${options.readerRows} processed messages, against POST /orders`);
+      statsReaders = await measureStatsReaders(
+        databases,
+        { ...settings, batchSize: options.batchSize },
+        { historyRows: options.readerRows, readers: options.readers, orders: options.readerOrders, concurrency: options.readerConcurrency, rounds: options.rounds },
+        phase,
+      );
+    }
+
+    const targets = evaluateTargets({ throughput, latency, api, statsReaders });
     return {
       machine: {
         cpus: os.availableParallelism(),
@@ -125,6 +165,8 @@ export async function runBenchmark(
       latency,
       api,
       claimPlan,
+      oldSnapshot,
+      statsReaders,
       targets,
       ok: targets.every((t) => t.met),
       durationMs: performance.now() - started,

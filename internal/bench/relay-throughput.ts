@@ -10,7 +10,7 @@ import { listProducts } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { placeOrdersInBulk, type NewOrder } from '../orders/orders.ts';
 import { clearOutbox, countWaiting, ORDER_CREATED } from '../outbox/outbox.ts';
-import type { BenchDatabases } from './databases.ts';
+import type { BenchDatabases, FreshDatabase } from './databases.ts';
 import { closedLoop, perSecond, until } from './load.ts';
 
 export interface ThroughputResult {
@@ -54,29 +54,43 @@ export async function measureThroughput(
 async function relayRun(databases: BenchDatabases, config: Config, events: number): Promise<number> {
   const db = await databases.fresh(`relay_${config.consumerMode}`);
   try {
-    const placed = await seedOrders(db.pool, events);
-    await db.pool.query('ANALYZE');
-    let consumed = 0;
-    let allConsumed: () => void;
-    const done = new Promise<void>((resolve) => (allConsumed = resolve));
-    const started = performance.now();
-    const workers = await startWorkers(config, createSilentLogger(), {
-      url: db.url,
-      onConsumed: (ids) => {
-        consumed += ids.length;
-        if (consumed >= events) allConsumed();
-      },
-    });
-    await done;
-    // Drained means deleted too: the last batches' DELETEs follow their commits.
-    const drained = await until(async () => (await countWaiting(db.pool, placed.map((p) => p.messageId))) === 0, 30_000);
-    const elapsed = performance.now() - started;
-    await workers.close();
-    if (!drained) throw new Error('the outbox did not drain');
-    return perSecond(events, elapsed);
+    return await drainOutbox(db, config, events);
   } finally {
     await db.drop();
   }
+}
+
+/**
+ * Fills the outbox of `db` with `events` orders, then times `config`'s workers draining it
+ * (consumed and deleted). `beforeStart` runs between the two. Returns events per second.
+ */
+export async function drainOutbox(
+  db: FreshDatabase,
+  config: Config,
+  events: number,
+  beforeStart: () => Promise<void> = async () => {},
+): Promise<number> {
+  const placed = await seedOrders(db.pool, events);
+  await db.pool.query('ANALYZE');
+  await beforeStart();
+  let consumed = 0;
+  let allConsumed: () => void;
+  const done = new Promise<void>((resolve) => (allConsumed = resolve));
+  const started = performance.now();
+  const workers = await startWorkers(config, createSilentLogger(), {
+    url: db.url,
+    onConsumed: (ids) => {
+      consumed += ids.length;
+      if (consumed >= events) allConsumed();
+    },
+  });
+  await done;
+  // Drained means deleted too: the last batches' DELETEs follow their commits.
+  const drained = await until(async () => (await countWaiting(db.pool, placed.map((p) => p.messageId))) === 0, 30_000);
+  const elapsed = performance.now() - started;
+  await workers.close();
+  if (!drained) throw new Error('the outbox did not drain');
+  return perSecond(events, elapsed);
 }
 
 /** The consumer's transactions back to back: per message, or per batch of the same size. */
@@ -122,7 +136,7 @@ export async function seedOrders(pool: Pool, count: number): Promise<NewOrder[]>
   return placed;
 }
 
-function toDelivery({ order, messageId }: NewOrder): Delivery {
+export function toDelivery({ order, messageId }: NewOrder): Delivery {
   return {
     messageId,
     eventType: ORDER_CREATED,

@@ -2,6 +2,8 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { ApiResult } from './api.ts';
 import type { BenchResult } from './bench.ts';
+import type { SnapshotResult } from './old-snapshot.ts';
+import type { ReadersResult } from './stats-readers.ts';
 import { ms, rate } from './targets.ts';
 
 export function formatBenchReport(result: BenchResult, color: boolean): string {
@@ -31,6 +33,8 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
     ]);
   }
   if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
+  if (result.oldSnapshot) rows.push(...snapshotRows(result.oldSnapshot));
+  if (result.statsReaders) rows.push(...readersRows(result.statsReaders, c));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -53,6 +57,39 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);
   lines.push(`${verdict} · ${(result.durationMs / 1000).toFixed(0)} s in all`);
   return lines.join('\n');
+}
+
+function snapshotRows(s: SnapshotResult): Array<[string, string]> {
+  const { without: a, held: b, ratios: r } = s;
+  const label = `old snapshot, drain of ${rate(s.events)} (per-message, ${s.workers} workers)`;
+  return [
+    [label, `${rate(b.eventsPerSecond)} events/s held open vs ${rate(a.eventsPerSecond)} without · ratio ${r.eventsPerSecond.toFixed(2)} (best of ${s.rounds})`],
+    [
+      '  claim at the end of the drain',
+      `${ms(b.claimMs)} vs ${ms(a.claimMs)} (×${r.claimMs.toFixed(1)}) · index scan ${rate(b.claimScanBuffers)} buffers vs ${rate(a.claimScanBuffers)} ` +
+        `(×${r.claimScanBuffers.toFixed(0)}; whole claim ${rate(b.claimBuffers)} vs ${rate(a.claimBuffers)})`,
+    ],
+    [
+      '  consumer transaction at the end',
+      `${ms(b.consumerMs)} vs ${ms(a.consumerMs)} · ratio ${r.consumerMs.toFixed(2)} (with a new counter row: ${ms(b.consumerFreshCounterMs)} vs ${ms(a.consumerFreshCounterMs)})`,
+    ],
+  ];
+}
+
+function readersRows(r: ReadersResult, c: ChalkInstance): Array<[string, string]> {
+  const side = (x: ReadersResult['alone']) => `p50 ${ms(x.p50)} · p99 ${ms(x.p99)}`;
+  const failed = r.alone.non201 + r.withReaders.non201;
+  return [
+    [
+      `POST /orders, ${r.concurrency} in flight, ${rate(r.historyRows)} processed messages`,
+      `alone ${side(r.alone)} · with ${r.withReaders.readers} GET /stats loops ${side(r.withReaders)} · p99 ratio ${r.p99Ratio.toFixed(2)}`,
+    ],
+    [
+      '  orders not 201 · stats reads',
+      `${failed > 0 ? c.red(String(failed)) : '0'} of ${rate(r.alone.count + r.withReaders.count)} · ${rate(r.withReaders.readsPerSecond)} GET /stats/s answered` +
+        (r.withReaders.readFailures > 0 ? c.red(` (${r.withReaders.readFailures} failed)`) : ''),
+    ],
+  ];
 }
 
 function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[string, string]> {

@@ -2,6 +2,7 @@
 import type { ApiResult } from './api.ts';
 import type { LatencyResult } from './latency.ts';
 import type { ThroughputResult } from './relay-throughput.ts';
+import type { ReadersResult } from './stats-readers.ts';
 
 export interface TargetCheck {
   name: string;
@@ -18,7 +19,12 @@ const RSS_LIMIT_MB = 200;
  */
 const RSS_GROWTH_TOLERANCE_MB = 20;
 
-export function evaluateTargets(m: { throughput: ThroughputResult[]; latency: LatencyResult[]; api: ApiResult | undefined }): TargetCheck[] {
+export function evaluateTargets(m: {
+  throughput: ThroughputResult[];
+  latency: LatencyResult[];
+  api: ApiResult | undefined;
+  statsReaders?: ReadersResult | undefined;
+}): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const perMessage = m.throughput.find((t) => t.mode === 'per-message');
   const batched = m.throughput.find((t) => t.mode === 'batch');
@@ -45,6 +51,7 @@ export function evaluateTargets(m: { throughput: ThroughputResult[]; latency: La
     checks.push({ name: 'p50 polling (1 s) ÷ p50 wake-up', target: '≥ 100×', measured: `${factor.toFixed(0)}× (${ms(poll.p50)} vs ${ms(notify.p50)})`, met: factor >= 100 });
   }
   if (m.api) checks.push(...apiTargets(m.api));
+  if (m.statsReaders) checks.push(...readersTargets(m.statsReaders));
   return checks;
 }
 
@@ -77,6 +84,25 @@ function apiTargets(api: ApiResult): TargetCheck[] {
     met: last <= first + RSS_GROWTH_TOLERANCE_MB,
   });
   return checks;
+}
+
+/** Issue 12: reads never starve writes. */
+function readersTargets(r: ReadersResult): TargetCheck[] {
+  const n = r.withReaders.readers;
+  return [
+    {
+      name: `POST /orders p99, ${n} stats readers ÷ none`,
+      target: '≤ 2.00',
+      measured: `${r.p99Ratio.toFixed(2)} (${ms(r.withReaders.p99)} vs ${ms(r.alone.p99)})`,
+      met: r.p99Ratio <= 2,
+    },
+    {
+      name: `POST /orders with ${n} stats readers`,
+      target: 'every order 201, none 503',
+      measured: `${r.withReaders.non201 + r.alone.non201} not 201 (${r.withReaders.unavailable + r.alone.unavailable} × 503) of ${rate(r.withReaders.count + r.alone.count)}`,
+      met: r.withReaders.non201 === 0 && r.alone.non201 === 0,
+    },
+  ];
 }
 
 export function rate(n: number): string {

@@ -35,6 +35,18 @@ export async function recordSkippedDuplicate(db: Queryable, messageId: string, h
   await db.query(`INSERT INTO skipped_duplicates (message_id, handled_by) VALUES ($1, $2)`, [messageId, handledBy]);
 }
 
+/**
+ * `count` processed messages handled long ago by `handledBy`, in one statement (the triggers
+ * count them in consumer_counts): a long history for the benchmark and the readers' test.
+ */
+export async function insertHistory(db: Queryable, count: number, handledBy: string): Promise<void> {
+  await db.query(
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, processed_at)
+     SELECT gen_random_uuid(), 'applied', $2, now() - interval '1 day' FROM generate_series(1, $1)`,
+    [count, handledBy],
+  );
+}
+
 export interface ProcessedMessage {
   messageId: string;
   outcome: Outcome;

@@ -10,7 +10,7 @@
 // locks rows for the few microseconds of that statement and then forgets them, so every
 // worker "claims" the same rows. See internal/relay/claim.test.ts.
 import { randomUUID } from 'node:crypto';
-import type { Queryable } from '../db/pool.ts';
+import type { Pool, Queryable } from '../db/pool.ts';
 import { moveToDeadLetters } from './dead-letters.ts';
 
 export const ORDER_CREATED = 'OrderCreated';
@@ -163,6 +163,63 @@ export async function explainClaim(db: Queryable, batchSize: number): Promise<st
     30_000,
   ]);
   return rows.map((row) => row['QUERY PLAN']).join('\n');
+}
+
+export interface ClaimProfile {
+  /** Execution time of one claim, as EXPLAIN ANALYZE reports it. */
+  ms: number;
+  /** Shared buffers the whole claim touched (hit + read), its UPDATE's index insertions included. */
+  buffers: number;
+  /**
+   * Shared buffers of its scan of outbox_available_idx alone: the part that grows with the dead
+   * row versions it must step over (a few pages when they are pruned).
+   */
+  scanBuffers: number;
+  /** Events it would have leased. */
+  rows: number;
+}
+
+interface PlanNode {
+  'Index Name'?: string;
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+  'Actual Rows'?: number;
+  Plans?: PlanNode[];
+}
+
+/**
+ * Runs one real claim under EXPLAIN (ANALYZE, BUFFERS) inside a transaction that is rolled
+ * back, so no lease survives: what a worker's claim costs right now. It grows with the dead
+ * row versions the claim must step over, which an old snapshot keeps from being pruned.
+ */
+export async function profileClaim(pool: Pool, batchSize: number): Promise<ClaimProfile> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    try {
+      const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode; 'Execution Time': number }> }>(
+        `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${CLAIM_SQL}`,
+        [batchSize, 'profile', randomUUID(), 30_000],
+      );
+      const { Plan: plan, 'Execution Time': ms } = rows[0]!['QUERY PLAN'][0]!;
+      // A node's buffer counts include its children's (and its InitPlans').
+      const buffers = (node: PlanNode | undefined) => (node?.['Shared Hit Blocks'] ?? 0) + (node?.['Shared Read Blocks'] ?? 0);
+      return { ms, buffers: buffers(plan), scanBuffers: buffers(findNode(plan, 'outbox_available_idx')), rows: plan['Actual Rows'] ?? 0 };
+    } finally {
+      await client.query('ROLLBACK');
+    }
+  } finally {
+    client.release();
+  }
+}
+
+function findNode(node: PlanNode, indexName: string): PlanNode | undefined {
+  if (node['Index Name'] === indexName) return node;
+  for (const child of node.Plans ?? []) {
+    const found = findNode(child, indexName);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { READER_APPLICATION_NAME, type RunningServer } from '../app/wiring.ts';
+import { insertHistory } from '../inventory/processed.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
 import { startTestServer } from '../testkit/server.ts';
 import type { Stats } from './stats.ts';
@@ -16,11 +17,7 @@ let db: TestDatabase;
 let server: RunningServer;
 before(async () => {
   db = await createTestDatabase(import.meta.filename);
-  await db.pool.query(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by, processed_at)
-     SELECT gen_random_uuid(), 'applied', 'history', now() - interval '1 day' FROM generate_series(1, $1)`,
-    [HISTORY],
-  );
+  await insertHistory(db.pool, HISTORY, 'history');
   // A short connection wait: a POST starved of its pool would answer 503 quickly, not hide.
   server = await startTestServer(db, { connectionTimeoutMs: 5_000 });
 });
