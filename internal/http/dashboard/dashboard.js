@@ -1,7 +1,9 @@
 // The live dashboard. Everything it shows arrives over one Server-Sent Events stream
-// (GET /dashboard/events): "snapshot" (the numbers, read from the database like GET /stats)
-// and "steps" (the log lines, batched). The buttons POST to /dashboard/*.
+// (GET /dashboard/events): "snapshot" (the numbers, read from the database like GET /stats,
+// with the signals to alert on) and "steps" (the log lines, batched). The buttons POST to
+// /dashboard/*.
 import { createChart } from './chart.js';
+import { renderHealth } from './health.js';
 import { LANGUAGES, translate } from './i18n.js';
 
 const FEED_LINES = 14;
@@ -80,6 +82,7 @@ function render(snapshot) {
   $('.dead-letters').hidden = !dead;
   if (dead) setNumber(metric('dead-letters'), stats.deadLetters);
   metric('backlog').classList.toggle('hot', stats.outbox.pending > 0);
+  renderHealth($('#health'), stats, t, format);
   renderLanes(snapshot);
   renderStock(stats.products);
   if (typeof snapshot.failRate === 'number') {
