@@ -8,6 +8,7 @@ import { measureApi, type ApiResult } from './api.ts';
 import { measureCommitRate, type CommitRate } from './commit-rate.ts';
 import { openBenchDatabases } from './databases.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
+import { measureOrderWrite, type OrderWriteResult } from './order-write.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
 import { evaluateTargets, type TargetCheck } from './targets.ts';
 
@@ -20,6 +21,8 @@ export interface BenchOptions {
   batchSize: number;
   batchedBatchSize: number;
   rate: number;
+  /** The second, busier offered load of the wake-up latency runs. */
+  highRate: number;
   latencyMs: number;
   apiOrders: number;
   apiConcurrency: number;
@@ -30,7 +33,7 @@ export interface BenchOptions {
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -40,6 +43,7 @@ export const BENCH_DEFAULTS: BenchOptions = {
   batchSize: 10,
   batchedBatchSize: 100,
   rate: 200,
+  highRate: 600,
   latencyMs: 10_000,
   apiOrders: 10_000,
   apiConcurrency: 64,
@@ -56,6 +60,8 @@ export interface BenchResult {
   throughput: ThroughputResult[];
   latency: LatencyResult[];
   api: ApiResult | undefined;
+  /** The order transaction with no notification, notifying inside it, and with the after-commit wake-up. */
+  orderWrite: OrderWriteResult | undefined;
   claimPlan: { rows: number; plan: string } | undefined;
   targets: TargetCheck[];
   ok: boolean;
@@ -85,12 +91,10 @@ export async function runBenchmark(
     }
 
     const latency: LatencyResult[] = [];
-    for (const wakeup of ['notify', 'poll'] as const) {
+    for (const run of latencyRuns(options)) {
       if (!wanted('latency')) break;
-      phase(`latency, wake-up ${wakeup}: ${options.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
-      latency.push(
-        await measureLatency(databases, settings, { wakeup, rate: options.rate, durationMs: options.latencyMs, pollIntervalMs: 1_000 }),
-      );
+      phase(`latency, wake-up ${run.wakeup}, ${run.consumerMode} consumer: ${run.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
+      latency.push(await measureLatency(databases, settings, { ...run, durationMs: options.latencyMs, pollIntervalMs: 1_000 }));
     }
 
     let api: ApiResult | undefined;
@@ -104,13 +108,19 @@ export async function runBenchmark(
       );
     }
 
+    let orderWrite: OrderWriteResult | undefined;
+    if (wanted('order-write')) {
+      phase(`order transaction directly: ${options.apiOrders} orders × (no NOTIFY, NOTIFY in the transaction, wake-up after commit) × ${options.rounds} rounds`);
+      orderWrite = await measureOrderWrite(databases, { orders: options.apiOrders, concurrency: options.apiConcurrency, connections: 10, rounds: options.rounds });
+    }
+
     let claimPlan: BenchResult['claimPlan'];
     if (wanted('explain')) {
       phase(`claim plan with ${options.explainRows} events waiting`);
       claimPlan = await planWithBacklog(databases, options);
     }
 
-    const targets = evaluateTargets({ throughput, latency, api });
+    const targets = evaluateTargets({ throughput, latency, api, orderWrite });
     return {
       machine: {
         cpus: os.availableParallelism(),
@@ -124,6 +134,7 @@ export async function runBenchmark(
       throughput,
       latency,
       api,
+      orderWrite,
       claimPlan,
       targets,
       ok: targets.every((t) => t.met),
@@ -132,6 +143,17 @@ export async function runBenchmark(
   } finally {
     await databases.close();
   }
+}
+
+/** Wake-up at the offered load and at the busier one, per consumer; then the old way and polling, for comparison. */
+function latencyRuns(options: BenchOptions) {
+  const runs: Array<{ wakeup: 'notify' | 'notify-in-transaction' | 'poll'; consumerMode: 'per-message' | 'batch'; rate: number }> = [];
+  for (const rate of [options.rate, options.highRate]) {
+    for (const consumerMode of ['per-message', 'batch'] as const) runs.push({ wakeup: 'notify', consumerMode, rate });
+  }
+  runs.push({ wakeup: 'notify-in-transaction', consumerMode: 'per-message', rate: options.rate });
+  runs.push({ wakeup: 'poll', consumerMode: 'per-message', rate: options.rate });
+  return runs;
 }
 
 async function planWithBacklog(databases: Awaited<ReturnType<typeof openBenchDatabases>>, options: BenchOptions) {

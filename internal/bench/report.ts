@@ -2,6 +2,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { ApiResult } from './api.ts';
 import type { BenchResult } from './bench.ts';
+import type { OrderWriteResult } from './order-write.ts';
 import { ms, rate } from './targets.ts';
 
 export function formatBenchReport(result: BenchResult, color: boolean): string {
@@ -23,7 +24,10 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
     ]);
   }
   for (const l of result.latency) {
-    const label = l.wakeup === 'notify' ? 'wake-up (NOTIFY)' : `polling only (every ${l.pollIntervalMs / 1000} s)`;
+    const label =
+      l.wakeup === 'notify' ? `wake-up after commit, ${l.consumerMode}`
+      : l.wakeup === 'notify-in-transaction' ? `wake-up, NOTIFY in the transaction, ${l.consumerMode}`
+      : `polling only (every ${l.pollIntervalMs / 1000} s)`;
     const missing = l.missing > 0 ? c.red(` · ${l.missing} not seen`) : '';
     rows.push([
       `latency, ${label}, ${l.rate} orders/s`,
@@ -31,6 +35,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
     ]);
   }
   if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
+  if (result.orderWrite) rows.push(orderWriteRow(result.orderWrite));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -53,6 +58,14 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);
   lines.push(`${verdict} · ${(result.durationMs / 1000).toFixed(0)} s in all`);
   return lines.join('\n');
+}
+
+function orderWriteRow(w: OrderWriteResult): [string, string] {
+  const runs = (mode: keyof OrderWriteResult['runs']) => w.runs[mode].map(rate).join(', ');
+  return [
+    `order transaction directly, ${w.concurrency} callers on ${w.connections} connections (best of ${w.rounds})`,
+    `no NOTIFY ${rate(w.perSecond['no-notify'])}/s (${runs('no-notify')}) · NOTIFY in the transaction ${rate(w.perSecond['in-transaction'])}/s (${runs('in-transaction')}) · wake-up after commit ${rate(w.perSecond['after-commit'])}/s (${runs('after-commit')})`,
+  ];
 }
 
 function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[string, string]> {
