@@ -11,7 +11,7 @@ describe('npm run bench', () => {
     const adminUrl = testAdminDatabaseUrl();
     const bench = runScript(
       'cmd/bench/main.ts',
-      ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000',
+      ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--high-rate', '80', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000',
         '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--json'],
       // A retention shorter than the retry path makes the server child warn at start-up: its log
       // lines must go to stderr, never into the JSON on stdout.
@@ -23,10 +23,14 @@ describe('npm run bench', () => {
 
     assert.deepEqual(result.throughput.map((t: { mode: string }) => t.mode), ['per-message', 'batch']);
     for (const t of result.throughput) assert.ok(t.relayPerSecond > 0 && t.ceilingPerSecond > 0, JSON.stringify(t));
-    assert.deepEqual(result.latency.map((l: { wakeup: string }) => l.wakeup), ['notify', 'poll']);
+    assert.deepEqual(
+      result.latency.map((l: { wakeup: string; consumerMode: string; rate: number }) => `${l.wakeup} ${l.consumerMode} ${l.rate}`),
+      ['notify per-message 50', 'notify batch 50', 'notify per-message 80', 'notify batch 80', 'notify-in-transaction per-message 50', 'poll per-message 50'],
+    );
     for (const l of result.latency) assert.equal(l.missing, 0, 'every order placed was seen consumed');
     assert.equal(result.api.runs.length, 2);
     assert.ok(result.api.runs.every((r: { failed: number }) => r.failed === 0));
+    for (const mode of ['no-notify', 'in-transaction', 'after-commit']) assert.ok(result.orderWrite.perSecond[mode] > 0, mode);
     assert.match(result.claimPlan.plan, /Index Scan using outbox_available_idx/);
     const snapshot = result.oldSnapshot;
     assert.deepEqual(snapshot.runs.map((r: { held: boolean }) => r.held), [false, true]);

@@ -16,6 +16,7 @@ const options = new Command('bench')
   .option('--batch-size <n>', 'claim size in per-message mode (and for the API server)', positiveInt, d.batchSize)
   .option('--batched-batch-size <n>', 'claim size in batched mode', positiveInt, d.batchedBatchSize)
   .option('--rate <n>', 'offered load for the latency runs, orders/s', positiveInt, d.rate)
+  .option('--high-rate <n>', 'the busier offered load for the wake-up latency runs, orders/s', positiveInt, d.highRate)
   .option('--latency-seconds <n>', 'duration of each latency run', positiveInt, d.latencyMs / 1000)
   .option('--api-orders <n>', 'orders per API run (and for the direct run)', positiveInt, d.apiOrders)
   .option('--api-concurrency <n>', 'requests in flight', positiveInt, d.apiConcurrency)
@@ -30,7 +31,7 @@ const options = new Command('bench')
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
-    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; latencySeconds: number;
+    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; highRate: number; latencySeconds: number;
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; snapshotEvents: number; readerRows: number;
     readers: number; readerOrders: number; readerConcurrency: number; only?: BenchPart[]; json?: boolean;
   }>();

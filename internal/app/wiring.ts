@@ -16,6 +16,7 @@ import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { createStatsReader } from '../stats/reader.ts';
 import type { Relay } from '../relay/relay.ts';
+import { createWakeup } from '../outbox/wakeup.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { startJanitor } from './janitor.ts';
@@ -101,8 +102,9 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   }
   const { relay } = workers;
   const janitor = startJanitor(config, logger, { url: db.server.url, observer: metrics.janitorObserver });
-  // Its own workers are nudged straight away; other processes' hear the NOTIFY at commit.
-  const onOrderPlaced = config.wakeup === 'notify' ? () => relay.nudge() : undefined;
+  // After each order's commit its own workers are nudged straight away; other processes' hear
+  // a coalesced NOTIFY (WAKEUP=notify), or the one issued inside the transaction (notify-in-transaction).
+  const wakeup = createWakeup({ mode: config.wakeup, url: db.server.url, logger, nudgeLocal: () => relay.nudge() });
   let url = '';
   let selfUrl = '';
   const live = createLiveUpdates({ reader, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });
@@ -117,7 +119,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const app = createHttpApp({
     pool: db.pool,
     logger,
-    onOrderPlaced,
+    wakeup,
     metrics,
     reader,
     readiness: async () => {
@@ -140,7 +142,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   } catch (error) {
     // Stop everything this process started, the embedded PostgreSQL included (db.close).
     live.close();
-    await Promise.all([workers.close(), janitor.close()]);
+    await Promise.all([workers.close(), janitor.close(), wakeup.close()]);
     await closePool(readPool);
     await db.close();
     throw error;
@@ -168,6 +170,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         http.closeIdleConnections();
         const sweep = setInterval(() => http.closeIdleConnections(), 50);
         await Promise.all([workers.close(), janitor.close(), httpClosed.finally(() => clearInterval(sweep))]);
+        await wakeup.close();
         await closePool(readPool);
         await db.close();
       })();

@@ -28,7 +28,7 @@ export interface Workers {
   relay: Relay;
   /** The per-message consumer, for tools that deliver by hand (replay). */
   consumer: InventoryConsumer;
-  /** Undefined when WAKEUP=poll. */
+  /** Undefined when WAKEUP=poll: nothing to listen for. */
   listener: OutboxListener | undefined;
   /** "5 workers, poll every 500 ms, wake-up notify, per-message consumer": for start-up banners. */
   describe(): string;
@@ -98,7 +98,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
     },
   );
   const listener =
-    config.wakeup === 'notify' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge() }) : undefined;
+    config.wakeup !== 'poll' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge() }) : undefined;
   relay.start();
   await listener?.start();
 

@@ -11,6 +11,7 @@ import { listProducts } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { placeOrder } from '../orders/orders.ts';
 import { countOutbox } from '../outbox/outbox.ts';
+import { createWakeup } from '../outbox/wakeup.ts';
 import { freePort } from '../testkit/ports.ts';
 import type { BenchDatabases } from './databases.ts';
 import { closedLoop, perSecond, until } from './load.ts';
@@ -71,12 +72,15 @@ export async function measureApi(
 
     onPhase(`direct: ${options.orders} order transactions from ${options.concurrency} callers on ${API_POOL_SIZE} connections`);
     const direct = createPool({ url: db.url, applicationName: 'outbox-bench:direct', max: API_POOL_SIZE, connectionTimeoutMs: 30_000 }, createSilentLogger());
+    // The same wake-up as the server's (WAKEUP=notify): the server's workers hear its NOTIFY.
+    const wakeup = createWakeup({ mode: 'notify', url: db.url, logger: createSilentLogger() });
     let directMs: number;
     try {
       directMs = await closedLoop(options.orders, options.concurrency, (i) =>
-        placeOrder(direct, { productId: products[i % products.length]!, quantity: 1, userId: 'bench' }),
+        placeOrder(direct, { productId: products[i % products.length]!, quantity: 1, userId: 'bench' }, { wakeup }),
       );
     } finally {
+      await wakeup.close();
       await closePool(direct);
     }
     await drain();

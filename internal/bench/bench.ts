@@ -10,6 +10,7 @@ import { openBenchDatabases } from './databases.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
 import { measureOldSnapshot, type SnapshotResult } from './old-snapshot.ts';
 import { measureStatsReaders, type ReadersResult } from './stats-readers.ts';
+import { measureOrderWrite, type OrderWriteResult } from './order-write.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
 import { evaluateTargets, type TargetCheck } from './targets.ts';
 
@@ -22,6 +23,8 @@ export interface BenchOptions {
   batchSize: number;
   batchedBatchSize: number;
   rate: number;
+  /** The second, busier offered load of the wake-up latency runs. */
+  highRate: number;
   latencyMs: number;
   apiOrders: number;
   apiConcurrency: number;
@@ -41,7 +44,7 @@ export interface BenchOptions {
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'explain', 'snapshot', 'readers'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -51,6 +54,7 @@ export const BENCH_DEFAULTS: BenchOptions = {
   batchSize: 10,
   batchedBatchSize: 100,
   rate: 200,
+  highRate: 600,
   latencyMs: 10_000,
   apiOrders: 10_000,
   apiConcurrency: 64,
@@ -72,6 +76,8 @@ export interface BenchResult {
   throughput: ThroughputResult[];
   latency: LatencyResult[];
   api: ApiResult | undefined;
+  /** The order transaction with no notification, notifying inside it, and with the after-commit wake-up. */
+  orderWrite: OrderWriteResult | undefined;
   claimPlan: { rows: number; plan: string } | undefined;
   /** The same drain with and without an old snapshot held open: a number to show, no target. */
   oldSnapshot: SnapshotResult | undefined;
@@ -105,12 +111,10 @@ export async function runBenchmark(
     }
 
     const latency: LatencyResult[] = [];
-    for (const wakeup of ['notify', 'poll'] as const) {
+    for (const run of latencyRuns(options)) {
       if (!wanted('latency')) break;
-      phase(`latency, wake-up ${wakeup}: ${options.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
-      latency.push(
-        await measureLatency(databases, settings, { wakeup, rate: options.rate, durationMs: options.latencyMs, pollIntervalMs: 1_000 }),
-      );
+      phase(`latency, wake-up ${run.wakeup}, ${run.consumerMode} consumer: ${run.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
+      latency.push(await measureLatency(databases, settings, { ...run, durationMs: options.latencyMs, pollIntervalMs: 1_000 }));
     }
 
     let api: ApiResult | undefined;
@@ -122,6 +126,12 @@ export async function runBenchmark(
         { orders: options.apiOrders, concurrency: options.apiConcurrency, runs: options.apiRuns },
         phase,
       );
+    }
+
+    let orderWrite: OrderWriteResult | undefined;
+    if (wanted('order-write')) {
+      phase(`order transaction directly: ${options.apiOrders} orders × (no NOTIFY, NOTIFY in the transaction, wake-up after commit) × ${options.rounds} rounds`);
+      orderWrite = await measureOrderWrite(databases, { orders: options.apiOrders, concurrency: options.apiConcurrency, connections: 10, rounds: options.rounds });
     }
 
     let claimPlan: BenchResult['claimPlan'];
@@ -150,7 +160,7 @@ export async function runBenchmark(
       );
     }
 
-    const targets = evaluateTargets({ throughput, latency, api, statsReaders });
+    const targets = evaluateTargets({ throughput, latency, api, orderWrite, statsReaders });
     return {
       machine: {
         cpus: os.availableParallelism(),
@@ -164,6 +174,7 @@ export async function runBenchmark(
       throughput,
       latency,
       api,
+      orderWrite,
       claimPlan,
       oldSnapshot,
       statsReaders,
@@ -174,6 +185,17 @@ export async function runBenchmark(
   } finally {
     await databases.close();
   }
+}
+
+/** Wake-up at the offered load and at the busier one, per consumer; then the old way and polling, for comparison. */
+function latencyRuns(options: BenchOptions) {
+  const runs: Array<{ wakeup: 'notify' | 'notify-in-transaction' | 'poll'; consumerMode: 'per-message' | 'batch'; rate: number }> = [];
+  for (const rate of [options.rate, options.highRate]) {
+    for (const consumerMode of ['per-message', 'batch'] as const) runs.push({ wakeup: 'notify', consumerMode, rate });
+  }
+  runs.push({ wakeup: 'notify-in-transaction', consumerMode: 'per-message', rate: options.rate });
+  runs.push({ wakeup: 'poll', consumerMode: 'per-message', rate: options.rate });
+  return runs;
 }
 
 async function planWithBacklog(databases: Awaited<ReturnType<typeof openBenchDatabases>>, options: BenchOptions) {

@@ -4,6 +4,7 @@ import type { ApiResult } from './api.ts';
 import type { BenchResult } from './bench.ts';
 import type { SnapshotResult } from './old-snapshot.ts';
 import type { ReadersResult } from './stats-readers.ts';
+import type { OrderWriteResult } from './order-write.ts';
 import { ms, rate } from './targets.ts';
 
 export function formatBenchReport(result: BenchResult, color: boolean): string {
@@ -25,7 +26,10 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
     ]);
   }
   for (const l of result.latency) {
-    const label = l.wakeup === 'notify' ? 'wake-up (NOTIFY)' : `polling only (every ${l.pollIntervalMs / 1000} s)`;
+    const label =
+      l.wakeup === 'notify' ? `wake-up after commit, ${l.consumerMode}`
+      : l.wakeup === 'notify-in-transaction' ? `wake-up, NOTIFY in the transaction, ${l.consumerMode}`
+      : `polling only (every ${l.pollIntervalMs / 1000} s)`;
     const missing = l.missing > 0 ? c.red(` · ${l.missing} not seen`) : '';
     rows.push([
       `latency, ${label}, ${l.rate} orders/s`,
@@ -35,6 +39,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
   if (result.oldSnapshot) rows.push(...snapshotRows(result.oldSnapshot));
   if (result.statsReaders) rows.push(...readersRows(result.statsReaders, c));
+  if (result.orderWrite) rows.push(orderWriteRow(result.orderWrite));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -89,6 +94,14 @@ function readersRows(r: ReadersResult, c: ChalkInstance): Array<[string, string]
       `${failed > 0 ? c.red(String(failed)) : '0'} of ${rate(r.alone.count + r.withReaders.count)} · ${rate(r.withReaders.readsPerSecond)} GET /stats/s answered` +
         (r.withReaders.readFailures > 0 ? c.red(` (${r.withReaders.readFailures} failed)`) : ''),
     ],
+  ];
+}
+
+function orderWriteRow(w: OrderWriteResult): [string, string] {
+  const runs = (mode: keyof OrderWriteResult['runs']) => w.runs[mode].map(rate).join(', ');
+  return [
+    `order transaction directly, ${w.concurrency} callers on ${w.connections} connections (best of ${w.rounds})`,
+    `no NOTIFY ${rate(w.perSecond['no-notify'])}/s (${runs('no-notify')}) · NOTIFY in the transaction ${rate(w.perSecond['in-transaction'])}/s (${runs('in-transaction')}) · wake-up after commit ${rate(w.perSecond['after-commit'])}/s (${runs('after-commit')})`,
   ];
 }
 

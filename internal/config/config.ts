@@ -4,8 +4,12 @@ import path from 'node:path';
 import type { LogLevel } from '../log/logger.ts';
 import { DURATION_FORMAT, formatDuration, parseDuration } from './duration.ts';
 
-/** How idle workers learn of new events: LISTEN/NOTIFY plus polling, or polling alone. */
-export type WakeupMode = 'notify' | 'poll';
+/**
+ * How idle workers learn of new events (internal/outbox/wakeup.ts): a nudge and a coalesced
+ * NOTIFY after the commit, a NOTIFY inside the order transaction (the older way, for
+ * comparison), or polling alone. Polling runs in every mode.
+ */
+export type WakeupMode = 'notify' | 'notify-in-transaction' | 'poll';
 /** How the consumer applies a claimed batch: one transaction per message, or one per batch. */
 export type ConsumerMode = 'per-message' | 'batch';
 
@@ -123,7 +127,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     crashAt: crashAt(env.CRASH_AT),
     dashboardRemoteActions: bool(env, 'DASHBOARD_REMOTE_ACTIONS', DEFAULTS.dashboardRemoteActions),
     allowedHosts: hostNames(env, 'ALLOWED_HOSTS'),
-    wakeup: oneOf(env, 'WAKEUP', ['notify', 'poll'], DEFAULTS.wakeup),
+    wakeup: oneOf(env, 'WAKEUP', ['notify', 'notify-in-transaction', 'poll'], DEFAULTS.wakeup),
     consumerMode: oneOf(env, 'CONSUMER_MODE', ['per-message', 'batch'], DEFAULTS.consumerMode),
     relayName: relayName(env.RELAY_NAME),
     ...retention(env),

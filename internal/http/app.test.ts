@@ -13,7 +13,7 @@ let nudges = 0;
 
 before(async () => {
   db = await createTestDatabase(import.meta.filename);
-  const app = createHttpApp({ pool: db.pool, logger: createSilentLogger(), onOrderPlaced: () => (nudges += 1) });
+  const app = createHttpApp({ pool: db.pool, logger: createSilentLogger(), wakeup: { notifyInTransaction: false, committed: () => (nudges += 1) } });
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

@@ -9,6 +9,7 @@ import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts
 import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
 import { validateIdempotencyKey } from '../orders/idempotency.ts';
 import type { CrashHook } from '../faults/faults.ts';
+import type { Wakeup } from '../outbox/wakeup.ts';
 import { createStatsReader, type StatsReader } from '../stats/reader.ts';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
@@ -18,7 +19,8 @@ export interface HttpDeps extends DashboardDeps {
   pool: Pool;
   logger: Logger;
   /** Called after an order's transaction committed, e.g. to nudge idle workers. */
-  onOrderPlaced?: () => void;
+  /** Tells the workers of each new order once it committed (WAKEUP); none: announced in the transaction. */
+  wakeup?: Pick<Wakeup, 'notifyInTransaction' | 'committed'>;
   /** Fault injection: crash points inside request handling. */
   crash?: CrashHook;
   /** Counts requests and renders GET /metrics; a fresh one when not given. */
@@ -69,7 +71,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       const input = validateOrderInput(req.body);
       const idempotencyKey = validateIdempotencyKey(req.get('idempotency-key'));
       const placed = await placeOrder(deps.pool, input, {
-        idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, crash: deps.crash,
+        idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, crash: deps.crash, wakeup: deps.wakeup,
       });
       const { order } = placed;
       if (placed.replayed) {
@@ -77,7 +79,6 @@ export function createHttpApp(deps: HttpDeps): express.Express {
         log.info(`order ${order.id.slice(0, 8)}… returned again for its Idempotency-Key (no new order, no new event)`);
         res.setHeader('Idempotent-Replayed', 'true');
       } else {
-        deps.onOrderPlaced?.();
         log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
       }
       res.status(201).location(`/orders/${order.id}`).json(present(order));

@@ -6,6 +6,7 @@ import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
 import { enqueueEvent, enqueueEvents, ORDER_CREATED, type NewEvent } from '../outbox/outbox.ts';
 import type { CrashHook } from '../faults/faults.ts';
+import type { Wakeup } from '../outbox/wakeup.ts';
 import { DEFAULT_IDEMPOTENCY_KEY_TTL_MS, requestHash, takeIdempotencyKey } from './idempotency.ts';
 import { isUuid, type OrderInput } from './validate.ts';
 
@@ -57,6 +58,11 @@ export interface PlaceOrderOptions {
   idempotencyKeyTtlMs?: number;
   /** Fault injection: the crash point between the two inserts. */
   crash?: CrashHook;
+  /**
+   * Who is told of the new event, and how (WAKEUP). Without one, the event's INSERT announces it
+   * inside the transaction, so a caller with no wiring (a tool, a test) still wakes the workers.
+   */
+  wakeup?: Pick<Wakeup, 'notifyInTransaction' | 'committed'>;
 }
 
 /** Writes the order and its event atomically; an unknown product is UNKNOWN_PRODUCT and writes nothing. */
@@ -65,8 +71,10 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
 export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOrderOptions = {}): Promise<PlacedOrder> {
   const orderId = randomUUID();
   const messageId = randomUUID();
+  const notify = options.wakeup?.notifyInTransaction ?? true;
+  let placed: PlacedOrder;
   try {
-    return await withTransaction(pool, async (tx) => {
+    placed = await withTransaction(pool, async (tx): Promise<PlacedOrder> => {
       if (options.idempotencyKey !== undefined) {
         const earlier = await takeIdempotencyKey(
           tx, options.idempotencyKey, requestHash(input), orderId, options.idempotencyKeyTtlMs ?? DEFAULT_IDEMPOTENCY_KEY_TTL_MS,
@@ -80,7 +88,7 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
         [orderId, input.productId, input.quantity, input.userId ?? null],
       );
       options.crash?.('mid-order');
-      await enqueueEvent(tx, orderCreated(orderId, messageId, input));
+      await enqueueEvent(tx, orderCreated(orderId, messageId, input), { notify });
       return { order: toOrder(rows[0]!), messageId, replayed: false };
     });
   } catch (error) {
@@ -90,6 +98,9 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
     }
     throw error;
   }
+  // Committed: now the workers may look (a replay wrote nothing new).
+  if (!placed.replayed) options.wakeup?.committed();
+  return placed;
 }
 
 export async function getOrder(db: Queryable, id: string): Promise<Order> {

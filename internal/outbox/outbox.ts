@@ -62,9 +62,17 @@ interface OutboxRow {
 
 /**
  * Runs on the caller's transaction client: the event commits or rolls back with the caller's
- * write, and so does its notification (one statement, so no extra round trip).
+ * write. With `notify` (the default, WAKEUP=notify-in-transaction), the same statement also
+ * announces it with pg_notify, delivered at COMMIT. That is simple, but PostgreSQL serialises the
+ * commits of notifying transactions; the server instead announces after the commit, coalesced
+ * (wakeup.ts), and passes `notify: false`.
  */
-export async function enqueueEvent(tx: Queryable, event: NewEvent): Promise<void> {
+export async function enqueueEvent(tx: Queryable, event: NewEvent, options: { notify?: boolean } = {}): Promise<void> {
+  const values = [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload)];
+  if (options.notify === false) {
+    await tx.query(`INSERT INTO outbox (message_id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)`, values);
+    return;
+  }
   await tx.query(
     `WITH inserted AS (
        INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
@@ -72,8 +80,13 @@ export async function enqueueEvent(tx: Queryable, event: NewEvent): Promise<void
        RETURNING id
      )
      SELECT pg_notify($5, '') FROM inserted`,
-    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), OUTBOX_CHANNEL],
+    [...values, OUTBOX_CHANNEL],
   );
+}
+
+/** "Look at the outbox now", outside any transaction: the after-commit wake-up (wakeup.ts). */
+export async function announceOutbox(db: Queryable, channel = OUTBOX_CHANNEL): Promise<void> {
+  await db.query(`SELECT pg_notify($1, '')`, [channel]);
 }
 
 /** Many events in one statement (bulk loads: the benchmark, the scale-out test); one notification. */

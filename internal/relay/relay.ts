@@ -1,9 +1,12 @@
 // The relay: N worker loops that move events from the outbox to the consumer.
 // Each loop is "claim → deliver each → delete the delivered → go again"; idle, it sleeps for
 // the poll interval unless nudged. It owns no SQL: it is handed an OutboxStore.
+// Per-message mode shares a claim's events with idle sibling workers (dispatch.ts), so no
+// event waits behind its claim-mates; a batch consumer takes a claim as one batch.
 import { isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
+import { DispatchQueue, groupByAggregate, SharedClaim, type DispatchUnit } from './dispatch.ts';
 import { LeaseDeadline } from './lease.ts';
 import { Waker } from './waker.ts';
 
@@ -75,6 +78,8 @@ export class Relay {
   private stopping = false;
   private loops: Promise<void>[] = [];
   private readonly waker = new Waker();
+  /** Claimed events waiting for a free worker of this process (per-message mode). */
+  private readonly queue = new DispatchQueue();
 
   constructor(
     private readonly deps: RelayDeps,
@@ -106,16 +111,74 @@ export class Relay {
     this.waker.wake();
     await Promise.all(this.loops);
     this.loops = [];
+    // Events claimed but not started go back, each under its own claim's token.
+    for (let unit = this.queue.take(); unit; unit = this.queue.take()) {
+      await this.deliverUnit(unit.claim.claimer, unit).catch(() => undefined);
+    }
   }
 
   /** One claim-and-deliver pass for `workerName`; returns how many events it claimed. For tests and tools. */
   async runOnce(workerName: string): Promise<number> {
+    const { claimed, shared } = await this.claimAndDispatch(workerName);
+    if (shared) {
+      for (let unit = this.queue.takeOf(shared); unit; unit = this.queue.takeOf(shared)) await this.deliverUnit(workerName, unit);
+      await shared.finished;
+    }
+    return claimed;
+  }
+
+  /**
+   * Claims a batch. A batch consumer delivers it here and now, as one batch. Per message, its
+   * events go to the local queue, one idle sibling is woken per extra unit, and the caller
+   * goes on to take from the queue like everyone else.
+   */
+  private async claimAndDispatch(name: string): Promise<{ claimed: number; shared?: SharedClaim }> {
     const { leaseMs } = this.deps.store;
     const lease = LeaseDeadline.beforeClaim(leaseMs, this.options.deliveryTimeoutMs ?? Math.floor(leaseMs / 2));
-    const claim = await this.deps.store.claim(workerName);
-    if (claim.events.length > 0) this.deps.observer?.onClaimed(workerName, claim.events.length);
-    if (claim.events.length > 0) await this.deliverClaim(workerName, claim.token, claim.events, lease);
-    return claim.events.length;
+    const claim = await this.deps.store.claim(name);
+    const claimed = claim.events.length;
+    if (claimed === 0) return { claimed };
+    this.deps.observer?.onClaimed(name, claimed);
+    if (this.deps.deliverBatch) {
+      await this.deliverClaim(name, claim.token, claim.events, lease);
+      return { claimed };
+    }
+    const log = this.deps.logger.child(name);
+    log.info(`claimed ${claimed} event${claimed === 1 ? '' : 's'}`);
+    await this.deps.hooks?.afterClaim?.(name, claim.events);
+    const deliverable = await this.withoutExhausted(name, log, claim.token, claim.events);
+    if (deliverable.length === 0) return { claimed };
+    const groups = groupByAggregate(deliverable);
+    const shared = new SharedClaim(name, claim.token, lease, groups.length);
+    this.queue.push(groups.map((events) => ({ claim: shared, events })));
+    for (let i = 1; i < groups.length; i++) this.waker.wakeOne();
+    return { claimed, shared };
+  }
+
+  /**
+   * Delivers one unit of a shared claim, each event only while that claim's lease can outlast
+   * it. When it cannot (or the relay is stopping), this unit's rest and every unit of the
+   * claim still waiting go back together. The last unit to settle deletes the claim's delivered
+   * events.
+   */
+  private async deliverUnit(name: string, unit: DispatchUnit): Promise<void> {
+    const { claim } = unit;
+    const log = this.deps.logger.child(name);
+    let settled = 1;
+    try {
+      for (const [index, event] of unit.events.entries()) {
+        const why = this.whyNotStart(claim.lease);
+        if (why) {
+          const waiting = this.queue.takeAllOf(claim);
+          settled += waiting.length;
+          await this.handBack(log, claim.token, [...unit.events.slice(index), ...waiting.flatMap((u) => u.events)], why);
+          break;
+        }
+        await this.deliverOne(name, log, claim.token, event, (outcome) => claim.recordDelivered(event.id, outcome));
+      }
+    } finally {
+      if (claim.settle(settled)) await claim.finalize(() => this.completeDelivered(this.deps.logger.child(claim.claimer), claim.token, claim.delivered, claim.outcomes));
+    }
   }
 
   private async loop(name: string): Promise<void> {
@@ -123,7 +186,13 @@ export class Relay {
     let failures = 0;
     while (!this.stopping) {
       try {
-        const claimed = await this.runOnce(name);
+        const waiting = this.queue.take();
+        if (waiting) {
+          await this.deliverUnit(name, waiting);
+          failures = 0;
+          continue;
+        }
+        const { claimed } = await this.claimAndDispatch(name);
         failures = 0;
         // stop() may have been called while this claim was in flight: its wake-up found nobody
         // asleep, so going to sleep now would hold the shutdown for a whole poll interval.
@@ -149,16 +218,7 @@ export class Relay {
     await hooks.afterClaim?.(name, events);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
-    // Attempts are counted when claimed, so deliveries that killed the process count too:
-    // an event that keeps crashing its worker stops here instead of looping forever.
-    let deliverable: OutboxEvent[] = [];
-    for (const event of events) {
-      if (event.attempts > this.maxAttempts) {
-        await this.giveUp(name, log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
-      } else {
-        deliverable.push(event);
-      }
-    }
+    let deliverable = await this.withoutExhausted(name, log, token, events);
     let batched: PromiseSettledResult<string>[] | undefined;
     if (this.deps.deliverBatch && deliverable.length > 1) {
       const why = this.whyNotStart(lease);
@@ -193,6 +253,42 @@ export class Relay {
         await this.handleFailure(name, log, token, event, error);
       }
     }
+    await this.completeDelivered(log, token, delivered, outcomes);
+  }
+
+  /**
+   * Attempts are counted when claimed, so deliveries that killed the process count too: an
+   * event that keeps crashing its worker stops here instead of looping forever.
+   */
+  private async withoutExhausted(name: string, log: Logger, token: string, events: readonly OutboxEvent[]): Promise<OutboxEvent[]> {
+    const deliverable: OutboxEvent[] = [];
+    for (const event of events) {
+      if (event.attempts > this.maxAttempts) {
+        await this.giveUp(name, log, token, event, `${event.attempts - 1} attempts did not succeed; last: ${event.lastError ?? 'unknown'}`);
+      } else {
+        deliverable.push(event);
+      }
+    }
+    return deliverable;
+  }
+
+  /** One event through the per-message consumer; a failure is recorded under `token`. */
+  private async deliverOne(name: string, log: Logger, token: string, event: OutboxEvent, onDelivered: (outcome: string) => void): Promise<void> {
+    const hooks = this.deps.hooks ?? {};
+    const started = performance.now();
+    try {
+      await hooks.beforeDeliver?.(name, event);
+      const outcome = await this.deps.deliver(event, name);
+      await hooks.afterDeliver?.(name, event);
+      this.deps.observer?.onDelivered(name, performance.now() - started, outcome);
+      onDelivered(outcome);
+    } catch (error) {
+      this.deps.observer?.onFailed(name);
+      await this.handleFailure(name, log, token, event, error);
+    }
+  }
+
+  private async completeDelivered(log: Logger, token: string, delivered: string[], outcomes: Record<string, number>): Promise<void> {
     if (delivered.length === 0) return;
     // A crash between the consumer's commit and this delete means a redelivery later, which
     // the consumer recognises as a duplicate. That is the price of at-least-once, and it is safe.
