@@ -13,6 +13,7 @@ import type { Wakeup } from '../outbox/wakeup.ts';
 import { createStatsReader, type StatsReader } from '../stats/reader.ts';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
+import { createPacer } from './pacer.ts';
 import { hostGuard, originGuard, requireJson, type ServerNames } from './guard.ts';
 
 export interface HttpDeps extends DashboardDeps {
@@ -50,6 +51,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.set('etag', false);
   const reader = deps.reader ?? createStatsReader(deps.pool);
   const metrics = deps.metrics ?? createMetrics(reader);
+  const readersTurn = createPacer(); // GET /stats and /metrics answer one per event-loop turn (pacer.ts)
   const readiness = deps.readiness ?? (async () => {
     const up = await deps.pool.query('SELECT 1').then(() => true, () => false);
     return { ready: up, checks: { database: up ? 'up' : 'down' } };
@@ -109,7 +111,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     // ?fresh=1: numbers read after this request arrived (a tool checking what it just did);
     // still one read at a time, on the readers' pool. Without it: at most STATS_CACHE_MS old.
     .get(async (req, res) => {
-      res.json(await reader.read(req.query.fresh === '1' ? Date.now() : undefined));
+      const stats = await reader.read(req.query.fresh === '1' ? Date.now() : undefined);
+      await readersTurn();
+      res.json(stats);
     })
     .all(methodNotAllowed('GET'));
 
@@ -117,6 +121,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     .route('/metrics')
     .get(async (_req, res) => {
       const text = await metrics.scrape();
+      await readersTurn();
       res.type(metrics.contentType).send(text);
     })
     .all(methodNotAllowed('GET'));
