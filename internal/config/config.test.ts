@@ -11,6 +11,7 @@ const REJECTED: [env: Record<string, string>, names: string, rule: RegExp][] = [
   [{ WORKERS: '0' }, 'WORKERS', /from 1 to/],
   [{ LEASE_MS: '100' }, 'LEASE_MS', /from 1000 to/],
   [{ RETRY_BASE_MS: '60000', RETRY_MAX_MS: '1' }, 'RETRY_BASE_MS', /RETRY_MAX_MS/],
+  [{ REPLAY_COPY_RETENTION: '8d' }, 'REPLAY_COPY_RETENTION', /INBOX_RETENTION/],
   [{ WORKERS: '5.0' }, 'WORKERS', /decimal integer/],
   [{ WORKERS: '+5' }, 'WORKERS', /decimal integer/],
   [{ WORKERS: '-1' }, 'WORKERS', /from 1 to/],
@@ -40,6 +41,7 @@ const ACCEPTED: [env: Record<string, string>, expected: Partial<ReturnType<typeo
   [{ PORT: '0' }, { port: 0 }],
   [{ PORT: '65535' }, { port: 65535 }],
   [{ RETRY_BASE_MS: '500', RETRY_MAX_MS: '500' }, { retryBaseMs: 500, retryMaxMs: 500 }],
+  [{ REPLAY_COPY_RETENTION: '7d', INBOX_RETENTION: '7d' }, { replayCopyRetentionMs: 7 * 86_400_000, inboxRetentionMs: 7 * 86_400_000 }],
   [{ DB_STATEMENT_TIMEOUT_MS: '0' }, { statementTimeoutMs: 0 }],
   [{ WORKERS: '' }, { workers: DEFAULTS.workers }],
 ];

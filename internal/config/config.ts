@@ -146,6 +146,12 @@ export function validate(config: Config): Config {
       `RETRY_BASE_MS (${config.retryBaseMs}) must not exceed RETRY_MAX_MS (${config.retryMaxMs}): the first backoff is the smallest`,
     );
   }
+  // A replay reads a processed message's copy and then puts the message back; its record must
+  // outlive the copy, or the janitor could prune it in between and the replay would be applied
+  // as a first delivery.
+  if (config.replayCopyRetentionMs > config.inboxRetentionMs) {
+    throw new ConfigError('REPLAY_COPY_RETENTION must not exceed INBOX_RETENTION: a replayable message must still be recognised as processed');
+  }
   return config;
 }
 

@@ -2,12 +2,13 @@
 // does not wait behind its claim-mates. The lease rules stay: one delivery of a message at a
 // time, every event applied once, what is not started goes back under the claim's token.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
 import { setStock, stockOf } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { placeOrdersInBulk } from '../orders/orders.ts';
-import { createOutboxStore, type OutboxEvent } from '../outbox/outbox.ts';
+import { createOutboxStore, enqueueEvents, type OutboxEvent } from '../outbox/outbox.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
 import { Relay, type Deliver } from './relay.ts';
 
@@ -48,6 +49,35 @@ async function until(what: string, check: () => boolean | Promise<boolean>): Pro
 const outboxRows = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox')).rows[0]!.n;
 
 describe('per-message dispatch of a claim', () => {
+  it("hands back a unit's unstarted events at once when even recording a failure fails", async () => {
+    // Two events of one aggregate: one unit, delivered in order by one worker.
+    const aggregateId = randomUUID();
+    await enqueueEvents(db.pool, [1, 2].map(() => ({ messageId: randomUUID(), eventType: 'OrderCreated', aggregateId, payload: {} })));
+    const store = createOutboxStore(db.newPool(2), { batchSize: 10, leaseMs: 30_000 });
+    const relay = new Relay(
+      {
+        store,
+        deliver: async () => {
+          throw new Error('downstream down');
+        },
+        logger: createSilentLogger(),
+        observer: {
+          onClaimed() {},
+          onDelivered() {},
+          onFailed() {
+            throw new Error('the failure could not be recorded');
+          },
+        },
+      },
+      { workers: 1, pollIntervalMs: 60_000 },
+    );
+    await assert.rejects(relay.runOnce('Worker-1'), /could not be recorded/);
+    // The first stays leased (its lease brings it back); the second was never started, so it
+    // is free now instead of waiting out a 30 s lease as if its worker had died.
+    const { rows } = await db.pool.query<{ free: boolean }>('SELECT lock_token IS NULL AS free FROM outbox ORDER BY id');
+    assert.deepEqual(rows.map((row) => row.free), [false, true]);
+  });
+
   it("delivers a claim's other events on idle workers while its first delivery is still running", async () => {
     await placeOrdersInBulk(db.pool, Array.from({ length: 10 }, () => ({ productId: 'widget', quantity: 1 })));
     const consumer = createInventoryConsumer({ pool: db.newPool(4), logger: createSilentLogger() });

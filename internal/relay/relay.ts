@@ -174,7 +174,15 @@ export class Relay {
           await this.handBack(log, claim.token, [...unit.events.slice(index), ...waiting.flatMap((u) => u.events)], why);
           break;
         }
-        await this.deliverOne(name, log, claim.token, event, (outcome) => claim.recordDelivered(event.id, outcome));
+        try {
+          await this.deliverOne(name, log, claim.token, event, (outcome) => claim.recordDelivered(event.id, outcome));
+        } catch (error) {
+          // deliverOne records a failed delivery itself; landing here means that recording
+          // failed too. The unit's unstarted events go back now, not after the whole lease.
+          const rest = unit.events.slice(index + 1);
+          if (rest.length > 0) await this.handBack(log, claim.token, rest, 'a failure could not be recorded').catch(() => undefined);
+          throw error;
+        }
       }
     } finally {
       if (claim.settle(settled)) await claim.finalize(() => this.completeDelivered(this.deps.logger.child(claim.claimer), claim.token, claim.delivered, claim.outcomes));
