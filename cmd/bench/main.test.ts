@@ -15,7 +15,7 @@ describe('npm run bench', () => {
         '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--json'],
       // A retention shorter than the retry path makes the server child warn at start-up: its log
       // lines must go to stderr, never into the JSON on stdout.
-      { DATABASE_URL: adminUrl, INBOX_RETENTION: '1s' },
+      { DATABASE_URL: adminUrl, INBOX_RETENTION: '1s', REPLAY_COPY_RETENTION: '1s' },
     );
     const code = await bench.exited;
     assert.ok(code === 0 || code === 1, `exit ${code} means the benchmark itself failed:\n${bench.output()}`);
