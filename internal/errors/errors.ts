@@ -65,7 +65,11 @@ export type StartupErrorCode =
   /** The program would harm something it found (another server is using this database). */
   | 'REFUSED'
   /** The program would wipe data it was not told it may wipe (missing --yes). */
-  | 'CONFIRMATION_REQUIRED';
+  | 'CONFIRMATION_REQUIRED'
+  /** TRANSPORT=nats without NATS_URL, and no nats-server binary to start a local broker. */
+  | 'NATS_SERVER_MISSING'
+  /** The local nats-server could not be started or attached to (port taken, no JetStream, it died). */
+  | 'NATS_START_FAILED';
 
 export class StartupError extends Error {
   override name = 'StartupError';
