@@ -1,7 +1,7 @@
 // The janitor of a server or relay process: its own one-connection pool (a pass holds that
 // connection, and the advisory lock on it, while it works) and the loop. Every such process
 // starts one; the lock makes sure only one of them prunes at a time.
-import type { Config } from '../config/config.ts';
+import { longestRetryPathMs, type Config } from '../config/config.ts';
 import { formatDuration } from '../config/duration.ts';
 import { closePool, createPool } from '../db/pool.ts';
 import { Janitor, type JanitorObserver } from '../janitor/janitor.ts';
@@ -51,17 +51,4 @@ export function startJanitor(config: Config, logger: Logger, options: { url: str
       return closing;
     },
   };
-}
-
-/**
- * The longest an event can keep coming back on its own: every attempt may run out its lease,
- * and every failure waits its longest backoff (jitter only ever shortens one).
- * Retention must be far longer than this, and longer than any stall or replay you expect.
- */
-export function longestRetryPathMs(config: Pick<Config, 'leaseMs' | 'maxAttempts' | 'retryBaseMs' | 'retryMaxMs'>): number {
-  let backoffs = 0;
-  for (let attempt = 1; attempt < config.maxAttempts; attempt++) {
-    backoffs += Math.min(config.retryBaseMs * 2 ** (attempt - 1), config.retryMaxMs);
-  }
-  return config.maxAttempts * config.leaseMs + backoffs;
 }

@@ -19,7 +19,11 @@ import type { Relay } from '../relay/relay.ts';
 import { createWakeup } from '../outbox/wakeup.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
+import { createNatsPublisher } from '../transport/nats.ts';
+import { ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { openBroker, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
+import { startReplies, type RunningReplies } from './replies.ts';
 import { startWorkers, type Workers } from './workers.ts';
 
 /** application_name of the pool behind /stats, /metrics and the dashboard. */
@@ -32,10 +36,16 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Opens the database (embedded or DATABASE_URL), applies migrations, returns a pool for `role`. */
-export async function connectDatabase(config: Config, logger: Logger, role: string, max = 10): Promise<Database> {
+/**
+ * Opens the database (embedded or DATABASE_URL; `open` picks another, such as the inventory
+ * service's), applies migrations, returns a pool for `role`.
+ */
+export async function connectDatabase(
+  config: Config, logger: Logger, role: string, max = 10,
+  open: (config: Config, logger: Logger) => Promise<DatabaseServer> = openDatabaseServer,
+): Promise<Database> {
   const dbLog = logger.child('DB');
-  const server = await openDatabaseServer(config, dbLog);
+  const server = await open(config, dbLog);
   const pool = createPool(
     {
       url: server.url, applicationName: `outbox-demo:${role}`, max,
@@ -93,9 +103,21 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const metrics = createMetrics(reader);
   let workers: Workers;
   let http: Server;
+  // TRANSPORT=nats: the relay publishes to the ORDERS stream and the replies settle orders.
+  let broker: Broker | undefined;
+  let replies: RunningReplies | undefined;
   try {
-    workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver });
+    broker = config.transport === 'nats' ? await openBroker(config, logger, 'order-service') : undefined;
+    const publisher = broker && createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
+    workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver, publisher });
+    try {
+      replies = broker && (await startReplies(config, logger, { url: db.server.url, broker }));
+    } catch (error) {
+      await workers.close();
+      throw error;
+    }
   } catch (error) {
+    await broker?.close();
     await closePool(readPool);
     await db.close();
     throw error;
@@ -142,7 +164,8 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   } catch (error) {
     // Stop everything this process started, the embedded PostgreSQL included (db.close).
     live.close();
-    await Promise.all([workers.close(), janitor.close(), wakeup.close()]);
+    await Promise.all([workers.close(), janitor.close(), wakeup.close(), replies?.close()]);
+    await broker?.close();
     await closePool(readPool);
     await db.close();
     throw error;
@@ -153,7 +176,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   // to call it by (and not names the Host check accepts): they call it over loopback then.
   selfUrl = config.host === '0.0.0.0' ? `http://127.0.0.1:${port}` : config.host === '::' ? `http://[::1]:${port}` : url;
   logger.child('API').info(
-    `listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()}); dashboard: ${dashboardUrl(config.host, port)}`,
+    `listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()}${broker ? `, ${broker.describe()}` : ''}); dashboard: ${dashboardUrl(config.host, port)}`,
   );
 
   let closing: Promise<void> | undefined;
@@ -169,8 +192,9 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         // answered; closing idle ones once would leave it open for the keep-alive timeout.
         http.closeIdleConnections();
         const sweep = setInterval(() => http.closeIdleConnections(), 50);
-        await Promise.all([workers.close(), janitor.close(), httpClosed.finally(() => clearInterval(sweep))]);
+        await Promise.all([workers.close(), janitor.close(), replies?.close(), httpClosed.finally(() => clearInterval(sweep))]);
         await wakeup.close();
+        await broker?.close();
         await closePool(readPool);
         await db.close();
       })();
@@ -184,7 +208,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
  * (Express 5's app.listen hands a listen error to its callback as if it had succeeded, which
  * left a server with no address, so the server is created here.)
  */
-function listen(app: RequestListener, port: number, host: string): Promise<Server> {
+export function listen(app: RequestListener, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer(app);
     const onError = (error: NodeJS.ErrnoException) => reject(listenError(error, port, host));
@@ -209,7 +233,7 @@ function listenError(error: NodeJS.ErrnoException, port: number, host: string): 
   return error;
 }
 
-function urlHost(host: string): string {
+export function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 

@@ -10,6 +10,8 @@ import type { Logger } from '../log/logger.ts';
 import { OutboxListener } from '../outbox/listener.ts';
 import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay, type DeliverBatch, type RelayObserver } from '../relay/relay.ts';
+import { createInProcessTransport } from '../transport/in-process.ts';
+import type { Publisher } from '../transport/transport.ts';
 
 export interface WorkersOptions {
   /** The application database. */
@@ -22,12 +24,17 @@ export interface WorkersOptions {
   observer?: RelayObserver;
   /** Called after the consumer committed these messages (the benchmark times them). */
   onConsumed?: (messageIds: readonly string[]) => void;
+  /**
+   * Where the relay publishes (a broker). Unset: the in-process transport, whose subscriber is
+   * the inventory consumer built here on the same database.
+   */
+  publisher?: Publisher;
 }
 
 export interface Workers {
   relay: Relay;
-  /** The per-message consumer, for tools that deliver by hand (replay). */
-  consumer: InventoryConsumer;
+  /** The per-message consumer, for tools that deliver by hand (replay); none when publishing to a broker. */
+  consumer: InventoryConsumer | undefined;
   /** Undefined when WAKEUP=poll: nothing to listen for. */
   listener: OutboxListener | undefined;
   /** "5 workers, poll every 500 ms, wake-up notify, per-message consumer": for start-up banners. */
@@ -49,13 +56,19 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
     { ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1, asyncCommit: true },
     logger,
   );
-  const inventoryPool = createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger);
-
   const crash = options.crash ?? (() => {});
-  const consumer = createInventoryConsumer({ pool: inventoryPool, logger, crash });
   const consumed = options.onConsumed ?? (() => {});
+  // In-process: the inventory consumer lives here, on this database, behind the in-process
+  // transport. With a broker, the consumer is another service and this is only a relay.
+  const inProcess = options.publisher ? undefined : createInProcessTransport();
+  const inventoryPool = inProcess
+    ? createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger)
+    : undefined;
+  const consumer = inventoryPool ? createInventoryConsumer({ pool: inventoryPool, logger, crash }) : undefined;
+  if (inProcess && consumer) await inProcess.subscriber.start((message, receivedBy) => consumer.handle(message, receivedBy));
+  const publisher = options.publisher ?? inProcess!.publisher;
   let deliverBatch: DeliverBatch | undefined;
-  if (config.consumerMode === 'batch') {
+  if (config.consumerMode === 'batch' && inventoryPool && consumer) {
     const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
     deliverBatch = async (events, workerName, mayStart) => {
       // FAIL_RATE is a per-event probability in both modes: an event picked to fail is rejected
@@ -80,7 +93,8 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
       }),
       deliver: async (event, workerName) => {
         options.faults?.maybeFail(event.messageId);
-        const outcome = await consumer.handle(event, workerName);
+        const { messageId, eventType, aggregateId, payload } = event;
+        const outcome = await publisher.publish({ messageId, eventType, aggregateId, payload }, workerName);
         consumed([event.messageId]);
         return outcome;
       },
@@ -109,12 +123,15 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
     listener,
     describe: () =>
       `${config.workers} workers, poll every ${config.pollIntervalMs} ms, ` +
-      `wake-up ${config.wakeup}, ${config.consumerMode} consumer, batches of up to ${config.batchSize}`,
+      `wake-up ${config.wakeup}, ` +
+      (options.publisher ? `publishing to ${config.transport}` : `${config.consumerMode} consumer`) +
+      `, batches of up to ${config.batchSize}`,
     close() {
       closing ??= (async () => {
         await listener?.close();
         await relay.stop();
-        await Promise.all([closePool(relayPool), closePool(inventoryPool)]);
+        await inProcess?.publisher.close();
+        await Promise.all([closePool(relayPool), inventoryPool ? closePool(inventoryPool) : undefined]);
       })();
       return closing;
     },

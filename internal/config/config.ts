@@ -12,6 +12,8 @@ import { DURATION_FORMAT, formatDuration, parseDuration } from './duration.ts';
 export type WakeupMode = 'notify' | 'notify-in-transaction' | 'poll';
 /** How the consumer applies a claimed batch: one transaction per message, or one per batch. */
 export type ConsumerMode = 'per-message' | 'batch';
+/** How an event reaches the inventory: a function call in this process, or NATS JetStream. */
+export type TransportMode = 'in-process' | 'nats';
 
 export interface Config {
   /** When set, use this PostgreSQL; when empty, run the embedded one. */
@@ -61,6 +63,9 @@ export interface Config {
   idempotencyKeyTtlMs: number;
   /** Reads for /stats, /metrics and the dashboard (see readConfig below). */
   reads: ReadConfig;
+  transport: TransportMode;
+  /** The broker and the inventory service (TRANSPORT=nats; see brokerConfig below). */
+  broker: BrokerConfig;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -132,6 +137,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     relayName: relayName(env.RELAY_NAME),
     ...retention(env),
     reads: readConfig(env),
+    transport: oneOf(env, 'TRANSPORT', ['in-process', 'nats'], 'in-process'),
+    broker: brokerConfig(env),
   };
   return validate({ ...config, ...overrides });
 }
@@ -152,6 +159,7 @@ export function validate(config: Config): Config {
   if (config.replayCopyRetentionMs > config.inboxRetentionMs) {
     throw new ConfigError('REPLAY_COPY_RETENTION must not exceed INBOX_RETENTION: a replayable message must still be recognised as processed');
   }
+  if (config.transport === 'nats') validateBroker(config);
   return config;
 }
 
@@ -288,7 +296,79 @@ function readConfig(env: Env): ReadConfig {
     pendingOrderThresholdMs: int(env, 'PENDING_ORDER_ALERT_MS', READ_DEFAULTS.pendingOrderThresholdMs, 1_000, 86_400_000),
   };
 }
-// ---- end of reads --------------------------------------------------------------------------
+// ---- end of reads ----
+
+// ---- The broker: TRANSPORT=nats ------------------------------------------------------------
+export interface BrokerConfig {
+  /** NATS_URL (comma-separated for a cluster); unset: a local nats-server is started or attached to. */
+  natsUrl: string | undefined;
+  /** Where the local nats-server listens (127.0.0.1). */
+  natsPort: number;
+  /** How long JetStream remembers a Nats-Msg-Id to drop a second copy (NATS_DUPLICATE_WINDOW). */
+  duplicateWindowMs: number;
+  /** Copies of each stream (NATS_REPLICAS): 1 on one server, 3 across a three-node cluster. */
+  replicas: number;
+  /** A delivered message not acknowledged within this is delivered again (NATS_ACK_WAIT). */
+  ackWaitMs: number;
+  /** How long a publish waits for the stream's acknowledgement (NATS_PUBLISH_TIMEOUT_MS). */
+  publishTimeoutMs: number;
+  /** The inventory service's own database; unset: `outbox_demo_inventory` beside the order database. */
+  inventoryDatabaseUrl: string | undefined;
+  /** The inventory service's HTTP port (health, metrics, stats). */
+  inventoryPort: number;
+}
+
+export const BROKER_DEFAULTS = {
+  natsPort: 4222,
+  duplicateWindowMs: 20 * 60_000,
+  replicas: 1,
+  ackWaitMs: 30_000,
+  publishTimeoutMs: 5_000,
+  inventoryPort: 8081,
+} as const;
+
+function brokerConfig(env: Env): BrokerConfig {
+  return {
+    natsUrl: nonEmpty(env.NATS_URL),
+    natsPort: int(env, 'NATS_PORT', BROKER_DEFAULTS.natsPort, 1, 65535),
+    duplicateWindowMs: duration(env, 'NATS_DUPLICATE_WINDOW', BROKER_DEFAULTS.duplicateWindowMs, SECOND, 7 * 86_400_000),
+    replicas: int(env, 'NATS_REPLICAS', BROKER_DEFAULTS.replicas, 1, 5),
+    ackWaitMs: duration(env, 'NATS_ACK_WAIT', BROKER_DEFAULTS.ackWaitMs, SECOND, 3_600_000),
+    publishTimeoutMs: int(env, 'NATS_PUBLISH_TIMEOUT_MS', BROKER_DEFAULTS.publishTimeoutMs, 100, 600_000),
+    inventoryDatabaseUrl: nonEmpty(env.INVENTORY_DATABASE_URL),
+    inventoryPort: int(env, 'INVENTORY_PORT', BROKER_DEFAULTS.inventoryPort, 0, 65535),
+  };
+}
+
+/**
+ * The longest an event can keep coming back on its own: every attempt may run out its lease,
+ * and every failure waits its longest backoff (jitter only ever shortens one).
+ * Retention must be far longer than this, and longer than any stall or replay you expect.
+ */
+export function longestRetryPathMs(config: Pick<Config, 'leaseMs' | 'maxAttempts' | 'retryBaseMs' | 'retryMaxMs'>): number {
+  let backoffs = 0;
+  for (let attempt = 1; attempt < config.maxAttempts; attempt++) {
+    backoffs += Math.min(config.retryBaseMs * 2 ** (attempt - 1), config.retryMaxMs);
+  }
+  return config.maxAttempts * config.leaseMs + backoffs;
+}
+
+function validateBroker(config: Config): void {
+  if (config.consumerMode === 'batch') {
+    throw new ConfigError('CONSUMER_MODE=batch works with TRANSPORT=in-process only: over NATS each message is acknowledged on its own');
+  }
+  const span = longestRetryPathMs(config);
+  if (config.broker.duplicateWindowMs < span) {
+    throw new ConfigError(
+      `NATS_DUPLICATE_WINDOW (${formatDuration(config.broker.duplicateWindowMs)}) must cover the relay's longest retry span ` +
+        `(${formatDuration(span)} with MAX_ATTEMPTS, RETRY_*_MS and LEASE_MS): a republish after the window is stored twice`,
+    );
+  }
+  if (config.statementTimeoutMs !== 0 && config.broker.ackWaitMs <= config.statementTimeoutMs) {
+    throw new ConfigError('NATS_ACK_WAIT must exceed DB_STATEMENT_TIMEOUT_MS: a message is redelivered to another consumer while its first delivery may still commit');
+  }
+}
+// ---- end of broker --------------------------------------------------------------------------
 
 /** Whether output should be colored: NO_COLOR wins, then FORCE_COLOR, then "is it a TTY". */
 export function colorEnabled(stream: { isTTY?: boolean }, env: Env = process.env): boolean {

@@ -35,7 +35,8 @@ export interface Lessons {
 
 export interface LessonDeps {
   pool: Pool;
-  consumer: InventoryConsumer;
+  /** The in-process consumer; undefined when the inventory is another service (TRANSPORT=nats). */
+  consumer: InventoryConsumer | undefined;
   logger: Logger;
   /** This server's own URL; known only once it listens. */
   serverUrl: () => string;
@@ -82,10 +83,14 @@ export function createLessons(deps: LessonDeps): Lessons {
     },
     replayDuplicates(count) {
       return exclusive(`replay ${count} duplicates`, async () => {
+        const consumer = deps.consumer;
+        if (!consumer) {
+          throw new AppError('CONFLICT', 'with TRANSPORT=nats the inventory is another service: replay with `npm run replay -- --transport nats`');
+        }
         log.info(`button: delivering the ${count} most recently processed messages again`);
         const result = await runReplay(
           { count, messageIds: [], fresh: false, freshProductId: 'widget', waitTimeoutMs: WAIT_TIMEOUT_MS },
-          { pool: deps.pool, consumer: deps.consumer, logger: deps.logger, serverRunning: true, nudge: deps.nudge, leaseMs: deps.leaseMs },
+          { pool: deps.pool, consumer, logger: deps.logger, serverRunning: true, nudge: deps.nudge, leaseMs: deps.leaseMs },
         );
         return {
           replayed: result.replayed.length,

@@ -5,6 +5,8 @@ import type { Logger } from '../log/logger.ts';
 import { ensureEmbeddedPostgres } from './embedded.ts';
 
 export const EMBEDDED_DATABASE_NAME = 'outbox_demo';
+/** The inventory service's own database (TRANSPORT=nats), beside the order service's. */
+export const INVENTORY_DATABASE_SUFFIX = '_inventory';
 
 export interface DatabaseServer {
   /** Connection string for the application's database. */
@@ -30,6 +32,33 @@ export async function openDatabaseServer(config: Pick<Config, 'databaseUrl' | 'd
   const url = new URL(embedded.adminUrl);
   url.pathname = `/${EMBEDDED_DATABASE_NAME}`;
   return { url: url.toString(), kind: 'embedded', close: () => embedded.stop() };
+}
+
+/**
+ * The inventory service's database: INVENTORY_DATABASE_URL when given; otherwise a database of
+ * its own on the order service's server (`outbox_demo_inventory` in the embedded one, or
+ * `<name>_inventory` beside DATABASE_URL's), created when missing. Two databases on one server
+ * share nothing but the machine: neither service can read the other's tables.
+ */
+export async function openInventoryDatabaseServer(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'embeddedPgPort' | 'broker'>,
+  logger: Logger,
+): Promise<DatabaseServer> {
+  if (config.broker.inventoryDatabaseUrl) {
+    logger.info(`using INVENTORY_DATABASE_URL (${redact(config.broker.inventoryDatabaseUrl)})`);
+    return { url: config.broker.inventoryDatabaseUrl, kind: 'external', close: async () => {} };
+  }
+  const orders = await openDatabaseServer(config, logger);
+  const url = new URL(orders.url);
+  const name = `${decodeURIComponent(url.pathname.slice(1)) || EMBEDDED_DATABASE_NAME}${INVENTORY_DATABASE_SUFFIX}`;
+  try {
+    await createDatabaseIfMissing(orders.url, name);
+  } catch (error) {
+    await orders.close();
+    throw error;
+  }
+  url.pathname = `/${encodeURIComponent(name)}`;
+  return { url: url.toString(), kind: orders.kind, close: () => orders.close() };
 }
 
 /** CREATE DATABASE, tolerating a concurrent creator. */

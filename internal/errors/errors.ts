@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'POISON_MESSAGE'
   | 'DATABASE_UNAVAILABLE'
+  | 'TRANSPORT_CLOSED'
   | 'INTERNAL';
 
 export class AppError extends Error {

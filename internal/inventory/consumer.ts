@@ -27,21 +27,47 @@ export interface InventoryConsumer {
   handle(delivery: Delivery, deliveredBy: string): Promise<DeliveryResult>;
 }
 
+/** What an order's outcome became, inside the consumer's transaction. */
+export type StockOutcome =
+  | { kind: 'applied'; order: OrderCreatedPayload; stockLeft: number }
+  | { kind: 'rejected'; order: OrderCreatedPayload; reason: string };
+
+/**
+ * Makes the outcome known, in the consumer's transaction. In-process the consumer shares the
+ * order database and settles the order itself (settleOrderInPlace, the default); as its own
+ * service it writes a reply event to its own outbox instead (replies.ts).
+ */
+export type OutcomeWriter = (tx: Queryable, outcome: StockOutcome) => Promise<void>;
+
 export interface ConsumerDeps {
   pool: Pool;
   logger: Logger;
   /** Fault injection: the crash point just before the consumer's COMMIT. */
   crash?: CrashHook;
+  /** Default: settle the order in the same database (in-process transport). */
+  writeOutcome?: OutcomeWriter;
 }
+
+/** The in-process consumer's last step: the order row is in its own database. */
+export const settleOrderInPlace: OutcomeWriter = async (tx, outcome) => {
+  const settled =
+    outcome.kind === 'applied'
+      ? await settleOrder(tx, outcome.order.orderId, 'CONFIRMED')
+      : await settleOrder(tx, outcome.order.orderId, 'REJECTED', outcome.reason);
+  if (!settled) throw orderNotPending(outcome.order.orderId);
+};
 
 export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
   const log = deps.logger.child('Inventory');
+  const writeOutcome = deps.writeOutcome ?? settleOrderInPlace;
+  // In-process the order is settled in this very transaction; as a service it gets a reply.
+  const settledAs = deps.writeOutcome ? { applied: 'reserved, StockReserved queued', rejected: 'StockRejected queued' } : { applied: 'CONFIRMED', rejected: 'REJECTED' };
   return {
     async handle(delivery, deliveredBy) {
       const payload = parseOrderCreated(delivery);
       const short = payload.orderId.slice(0, 8);
       const result = await withTransaction(deps.pool, async (tx) => {
-        const outcome = await applyOnce(tx, delivery, payload, deliveredBy);
+        const outcome = await applyOnce(tx, delivery, payload, deliveredBy, writeOutcome);
         deps.crash?.('mid-consume');
         return outcome;
       });
@@ -49,9 +75,9 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
       if (result.kind === 'duplicate') {
         log.info(`SKIPPING duplicate message ${delivery.messageId} (order ${short}…, delivered by ${deliveredBy})`);
       } else if (result.kind === 'applied') {
-        log.info(`order ${short}… stock ${payload.productId} ${result.before} → ${result.after} (CONFIRMED)`);
+        log.info(`order ${short}… stock ${payload.productId} ${result.before} → ${result.after} (${settledAs.applied})`);
       } else {
-        log.info(`order ${short}… REJECTED: ${result.reason}`);
+        log.info(`order ${short}… ${settledAs.rejected}: ${result.reason}`);
       }
       return result.kind;
     },
@@ -59,7 +85,7 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
 }
 
 /** The consumer's transaction body: idempotency record first, then the effect. */
-async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreatedPayload, deliveredBy: string) {
+async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreatedPayload, deliveredBy: string, writeOutcome: OutcomeWriter) {
   // The idempotency record comes first: if this message was seen, nothing else runs.
   if (!(await recordFirstDelivery(tx, delivery, deliveredBy))) {
     await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
@@ -67,13 +93,13 @@ async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreate
   }
   const left = await takeStock(tx, payload.productId, payload.quantity);
   if (left !== undefined) {
-    if (!(await settleOrder(tx, payload.orderId, 'CONFIRMED'))) throw orderNotPending(payload.orderId);
+    await writeOutcome(tx, { kind: 'applied', order: payload, stockLeft: left });
     return { kind: 'applied' as const, before: left + payload.quantity, after: left };
   }
   const have = (await stockOf(tx, payload.productId)) ?? 0;
   const reason = `insufficient stock for ${payload.productId}: wanted ${payload.quantity}, have ${have}`;
   await setOutcome(tx, delivery.messageId, 'rejected');
-  if (!(await settleOrder(tx, payload.orderId, 'REJECTED', reason))) throw orderNotPending(payload.orderId);
+  await writeOutcome(tx, { kind: 'rejected', order: payload, reason });
   return { kind: 'rejected' as const, reason };
 }
 

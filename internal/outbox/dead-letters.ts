@@ -26,6 +26,40 @@ export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 
   return rowCount === 1;
 }
 
+/** A message that arrived over a broker and will not be applied (uuid-shaped ids only). */
+export interface ReceivedDeadLetter {
+  messageId: string;
+  eventType: string;
+  aggregateId: string;
+  payload: unknown;
+  deliveries: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const NO_AGGREGATE = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Records a received message that a subscriber gives up on, before the broker is told to drop
+ * it. A message too malformed to carry a message id gets a fresh one (its raw id goes into the
+ * error). Recording the same message twice keeps the first record.
+ */
+export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedDeadLetter, error: string): Promise<void> {
+  const idOk = UUID.test(message.messageId);
+  await db.query(
+    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at)
+     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now())
+     ON CONFLICT (message_id) DO NOTHING`,
+    [
+      idOk ? message.messageId : null,
+      message.eventType || '(none)',
+      UUID.test(message.aggregateId) ? message.aggregateId : NO_AGGREGATE,
+      JSON.stringify(message.payload ?? null),
+      message.deliveries,
+      idOk ? error : `${error} (message id ${JSON.stringify(message.messageId)})`,
+    ],
+  );
+}
+
 /**
  * Puts dead letters back into the outbox with a fresh attempt count, once their cause is
  * fixed: all of them, or those in `messageIds`. Returns the message ids re-driven.

@@ -1,0 +1,39 @@
+// The inventory service's own small HTTP face (INVENTORY_PORT): health and its numbers. It has
+// no write routes: its only input is the ORDERS stream.
+import express from 'express';
+import type { Pool } from '../db/pool.ts';
+import { AppError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { readInventoryStats } from '../stats/inventory.ts';
+import type { Readiness } from './app.ts';
+import { errorHandler } from './errors.ts';
+import { hostGuard, type ServerNames } from './guard.ts';
+
+export interface InventoryHttpDeps {
+  pool: Pool;
+  logger: Logger;
+  serverNames: ServerNames;
+  readiness: () => Promise<Readiness>;
+}
+
+export function createInventoryHttpApp(deps: InventoryHttpDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(hostGuard(deps.serverNames, deps.logger.child('HTTP')));
+  app.get('/health/live', (_req, res) => {
+    res.json({ live: true });
+  });
+  app.get('/health/ready', async (_req, res) => {
+    const readiness = await deps.readiness();
+    res.status(readiness.ready ? 200 : 503).json(readiness);
+  });
+  app.get('/stats', async (_req, res) => {
+    res.json(await readInventoryStats(deps.pool));
+  });
+  app.use((req) => {
+    throw new AppError('NOT_FOUND', `no route ${req.method} ${req.path} on the inventory service`);
+  });
+  app.use(errorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,54 @@
+// The order service's side of the reply (TRANSPORT=nats): StockReserved / StockRejected from
+// the inventory service settle the order CONFIRMED / REJECTED. The order's status is the
+// consumer's answer coming back. Same rules as every consumer here: the reply's message id
+// goes into this service's inbox first, in the same transaction as the status change, so a
+// reply delivered twice settles once.
+import type { Pool } from '../db/pool.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { AppError } from '../errors/errors.ts';
+import { recordFirstDelivery, recordSkippedDuplicate } from '../inventory/processed.ts';
+import { STOCK_REJECTED, STOCK_RESERVED, type StockReply } from '../inventory/replies.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Received } from '../transport/transport.ts';
+import { settleOrder } from './orders.ts';
+
+export interface ReplyConsumer {
+  /** Settles the reply's order once; resolves "confirmed", "rejected" or "duplicate". */
+  handle(reply: Received, receivedBy: string): Promise<string>;
+}
+
+export function createReplyConsumer(deps: { pool: Pool; logger: Logger }): ReplyConsumer {
+  return {
+    async handle(reply, receivedBy) {
+      const body = parseReply(reply);
+      const status = reply.eventType === STOCK_RESERVED ? 'CONFIRMED' : 'REJECTED';
+      const result = await withTransaction(deps.pool, async (tx) => {
+        if (!(await recordFirstDelivery(tx, reply, receivedBy))) {
+          await recordSkippedDuplicate(tx, reply.messageId, receivedBy);
+          return 'duplicate';
+        }
+        if (!(await settleOrder(tx, body.orderId, status, body.reason ?? null))) {
+          throw new AppError('POISON_MESSAGE', `order ${body.orderId} does not exist here or is no longer PENDING`);
+        }
+        return status === 'CONFIRMED' ? 'confirmed' : 'rejected';
+      });
+      const log = deps.logger.child(receivedBy);
+      const short = body.orderId.slice(0, 8);
+      if (result === 'duplicate') log.info(`SKIPPING duplicate reply ${reply.messageId} (order ${short}…)`);
+      else if (status === 'CONFIRMED') log.info(`order ${short}… CONFIRMED (${reply.eventType}: ${body.productId} has ${body.stockLeft} left)`);
+      else log.info(`order ${short}… REJECTED (${reply.eventType}: ${body.reason})`);
+      return result;
+    },
+  };
+}
+
+function parseReply(reply: Received): StockReply {
+  if (reply.eventType !== STOCK_RESERVED && reply.eventType !== STOCK_REJECTED) {
+    throw new AppError('POISON_MESSAGE', `unknown reply type "${reply.eventType}"`);
+  }
+  const p = reply.payload as Partial<StockReply> | null;
+  if (typeof p !== 'object' || p === null || typeof p.orderId !== 'string' || typeof p.productId !== 'string') {
+    throw new AppError('POISON_MESSAGE', `malformed ${reply.eventType} payload`);
+  }
+  return p as StockReply;
+}

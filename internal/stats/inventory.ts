@@ -1,0 +1,24 @@
+// What the inventory service reports about itself (GET /stats on INVENTORY_PORT): its stock,
+// its inbox, its reply outbox and its dead letters, all from its own database.
+import type { Queryable } from '../db/pool.ts';
+import { countConsumed, type ConsumerCounts } from '../inventory/processed.ts';
+import { listProducts, type Product } from '../inventory/stock.ts';
+import { countDeadLetters } from '../outbox/dead-letters.ts';
+import { countOutbox, type OutboxCounts } from '../outbox/outbox.ts';
+
+export interface InventoryStats {
+  service: 'inventory';
+  products: Product[];
+  /** Messages applied, rejected and skipped as duplicates, by the inbox's counters. */
+  consumed: ConsumerCounts;
+  /** Replies (StockReserved / StockRejected) not yet published. */
+  replyOutbox: OutboxCounts;
+  deadLetters: number;
+}
+
+export async function readInventoryStats(db: Queryable): Promise<InventoryStats> {
+  const [products, consumed, replyOutbox, deadLetters] = await Promise.all([
+    listProducts(db), countConsumed(db), countOutbox(db), countDeadLetters(db),
+  ]);
+  return { service: 'inventory', products, consumed, replyOutbox, deadLetters };
+}
