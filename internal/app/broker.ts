@@ -70,11 +70,11 @@ export function retryDelayMs(config: Pick<Config, 'retryBaseMs' | 'retryMaxMs'>)
 }
 
 /** Received messages a service gives up on go to its own dead_letters table. */
-export function deadLetterSink(pool: Pool): DeadLetterSink {
+export function deadLetterSink(pool: Pool, stream: string): DeadLetterSink {
   return (message, error) =>
     recordReceivedDeadLetter(
       pool,
-      { messageId: message.messageId, eventType: message.eventType, aggregateId: message.aggregateId, payload: message.payload, deliveries: message.deliveryCount },
+      { stream, messageId: message.messageId, eventType: message.eventType, aggregateId: message.aggregateId, payload: message.payload, deliveries: message.deliveryCount },
       error,
     );
 }

@@ -63,7 +63,7 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
       namePrefix: 'Inventory-',
       maxDeliveries: config.maxAttempts,
       retryDelayMs: retryDelayMs(config),
-      onDeadLetter: deadLetterSink(pool),
+      onDeadLetter: deadLetterSink(pool, ORDERS_STREAM.name),
       logger,
     });
     await subscriber.start(async (message, receivedBy) => {

@@ -28,7 +28,7 @@ export async function startReplies(config: Config, logger: Logger, options: { ur
     namePrefix: 'Replies-',
     maxDeliveries: config.maxAttempts,
     retryDelayMs: retryDelayMs(config),
-    onDeadLetter: deadLetterSink(pool),
+    onDeadLetter: deadLetterSink(pool, INVENTORY_STREAM.name),
     logger,
   });
   try {

@@ -28,6 +28,8 @@ export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 
 
 /** A message that arrived over a broker and will not be applied (uuid-shaped ids only). */
 export interface ReceivedDeadLetter {
+  /** The stream it came from (dead_letters.received_from). */
+  stream: string;
   messageId: string;
   eventType: string;
   aggregateId: string;
@@ -46,8 +48,8 @@ const NO_AGGREGATE = '00000000-0000-0000-0000-000000000000';
 export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedDeadLetter, error: string): Promise<void> {
   const idOk = UUID.test(message.messageId);
   await db.query(
-    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at)
-     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now())
+    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at, received_from)
+     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now(), $7)
      ON CONFLICT (message_id) DO NOTHING`,
     [
       idOk ? message.messageId : null,
@@ -56,19 +58,22 @@ export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedD
       JSON.stringify(message.payload ?? null),
       message.deliveries,
       idOk ? error : `${error} (message id ${JSON.stringify(message.messageId)})`,
+      message.stream,
     ],
   );
 }
 
 /**
  * Puts dead letters back into the outbox with a fresh attempt count, once their cause is
- * fixed: all of them, or those in `messageIds`. Returns the message ids re-driven.
+ * fixed: all of them, or those in `messageIds`. Returns the message ids re-driven. Messages
+ * received from a broker (received_from set) stay: they belong to another service's stream.
  */
 export async function redriveDeadLetters(db: Queryable, messageIds?: readonly string[]): Promise<string[]> {
   const { rows } = await db.query<{ message_id: string }>(
     `WITH moved AS (
        DELETE FROM dead_letters d
         WHERE ($1::uuid[] IS NULL OR d.message_id = ANY($1::uuid[]))
+          AND d.received_from IS NULL
           -- Already back in the outbox (replayed meanwhile): leave the dead letter where it is.
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = d.message_id)
        RETURNING message_id, event_type, aggregate_id, payload, last_error, created_at
