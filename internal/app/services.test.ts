@@ -96,6 +96,29 @@ describe('two services over NATS JetStream', () => {
     assert.equal(await count(inventoryDb, `SELECT count(*) FROM outbox`), 0, 'a skipped duplicate writes no second reply');
   });
 
+  it('a copy that comes back after the janitor pruned its inbox record is refused: dead letter, stock unchanged', async (t) => {
+    if (!services || !nats) return void (await skipUnlessNats(t));
+    const { body } = await post(services.orders.url, { productId: 'doohickey', quantity: 4 });
+    await eventually('confirmed', async () => (await count(orderDb, `SELECT count(*) FROM orders WHERE id = '${body.id}' AND status = 'CONFIRMED'`)) === 1);
+    const stock = await stockOf(inventoryDb.pool, 'doohickey');
+    const { rows } = await inventoryDb.pool.query<{ message_id: string; payload: unknown }>(
+      `DELETE FROM processed_messages WHERE payload->>'orderId' = $1 RETURNING message_id, payload`, [body.id],
+    ); // what INBOX_RETENTION does, days later
+    const nc = await connectNats(nats.url, 'test-late-copy', quiet);
+    try {
+      const headers = (await import('@nats-io/transport-node')).headers();
+      headers.set('Outbox-Message-Id', rows[0]!.message_id);
+      headers.set('Event-Type', 'OrderCreated');
+      headers.set('Aggregate-Id', body.id);
+      await jetstream(nc).publish('orders.created', JSON.stringify(rows[0]!.payload), { msgID: randomUUID(), headers });
+    } finally {
+      await nc.close();
+    }
+    await eventually('dead-lettered', async () => (await count(inventoryDb, `SELECT count(*) FROM dead_letters WHERE message_id = '${rows[0]!.message_id}'`)) === 1);
+    assert.equal(await stockOf(inventoryDb.pool, 'doohickey'), stock, 'never a second decrement');
+    assert.equal(await count(inventoryDb, `SELECT count(*) FROM stock_answers WHERE order_id = '${body.id}'`), 1);
+  });
+
   it('a poison OrderCreated is dead-lettered in the inventory database and not delivered again', async (t) => {
     if (!services || !nats) return void (await skipUnlessNats(t));
     const messageId = randomUUID();

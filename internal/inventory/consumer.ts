@@ -5,6 +5,7 @@ import { AppError } from '../errors/errors.ts';
 import type { CrashHook } from '../faults/faults.ts';
 import type { Logger } from '../log/logger.ts';
 import { settleOrder, type OrderCreatedPayload } from '../orders/orders.ts';
+import { isUuid } from '../orders/validate.ts';
 import { ORDER_CREATED } from '../outbox/outbox.ts';
 import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from './processed.ts';
 import { stockOf, takeStock } from './stock.ts';
@@ -111,7 +112,7 @@ export function parseOrderCreated(delivery: Delivery): OrderCreatedPayload {
   const p = delivery.payload as Partial<Record<keyof OrderCreatedPayload, unknown>> | null;
   const valid =
     typeof p === 'object' && p !== null &&
-    typeof p.orderId === 'string' &&
+    typeof p.orderId === 'string' && isUuid(p.orderId) &&
     typeof p.productId === 'string' &&
     typeof p.quantity === 'number' && Number.isInteger(p.quantity) && p.quantity > 0 &&
     (p.userId === undefined || p.userId === null || typeof p.userId === 'string');

@@ -11,6 +11,7 @@ import { STOCK_REJECTED, STOCK_RESERVED, type StockReply } from '../inventory/re
 import type { Logger } from '../log/logger.ts';
 import type { Received } from '../transport/transport.ts';
 import { settleOrder } from './orders.ts';
+import { isUuid } from './validate.ts';
 
 export interface ReplyConsumer {
   /** Settles the reply's order once; resolves "confirmed", "rejected" or "duplicate". */
@@ -47,7 +48,7 @@ function parseReply(reply: Received): StockReply {
     throw new AppError('POISON_MESSAGE', `unknown reply type "${reply.eventType}"`);
   }
   const p = reply.payload as Partial<StockReply> | null;
-  if (typeof p !== 'object' || p === null || typeof p.orderId !== 'string' || typeof p.productId !== 'string') {
+  if (typeof p !== 'object' || p === null || typeof p.orderId !== 'string' || !isUuid(p.orderId) || typeof p.productId !== 'string') {
     throw new AppError('POISON_MESSAGE', `malformed ${reply.eventType} payload`);
   }
   return p as StockReply;
