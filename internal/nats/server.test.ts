@@ -144,6 +144,21 @@ describe('openNatsServer, when it cannot have a server', () => {
     assert.equal(failure.exitCode, 1);
   });
 
+  it('a nats-server that dies while starting: NATS_START_FAILED with the reason from its log', async (t) => {
+    if (!(await skipUnlessNats(t))) return;
+    const dataDir = await newDataDir();
+    await fs.mkdir(path.join(dataDir, 'nats'));
+    await fs.writeFile(path.join(dataDir, 'nats', 'jetstream'), 'not a folder');
+    const port = await freePort();
+    const error = await openNatsServer({ port, dataDir }, silent).then(
+      () => assert.fail('it should not open'),
+      (e: unknown) => e,
+    );
+    assert.ok(isStartupError(error, 'NATS_START_FAILED'));
+    assert.match(error.message, new RegExp(`^nats-server on 127.0.0.1:${port} did not start \\(exit code 1\\): \\[FTL\\] Can't start JetStream: storage directory is not a directory`));
+    assert.equal(describeFailure(error, 'x').text.split('\n').length, 1, 'one line, no stack');
+  });
+
   it('the port is taken by something that is not NATS: says so and names NATS_PORT', async (t) => {
     if (!(await skipUnlessNats(t))) return;
     const squatter = net.createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));

@@ -94,6 +94,9 @@ export async function openNatsServer(options: NatsServerOptions, logger: Logger)
       logger.info(`attached to nats-server on ${where} (started by another process)`);
       return { url, kind: 'local', startedHere: false, close: async () => {} };
     }
+    if (probe.kind === 'unreachable') {
+      throw new StartupError('NATS_START_FAILED', `cannot reach ${where} to look for a nats-server (${probe.detail})`);
+    }
     if (probe.kind === 'other') {
       throw new StartupError('NATS_START_FAILED', `port ${options.port} is in use by something that is not nats-server — set NATS_PORT (${probe.detail})`);
     }
@@ -173,9 +176,12 @@ async function startServer(
       logger.info(`nats-server is ready on ${dialHost}:${port} (pid ${child.pid}, log ${paths.logFile})`);
       return child.pid!;
     }
-    if (ended !== undefined || probe.kind === 'other' || Date.now() > deadline) {
+    if (ended !== undefined || probe.kind === 'other' || probe.kind === 'unreachable' || Date.now() > deadline) {
       if (ended === undefined) child.kill('SIGKILL');
-      const why = ended ?? (probe.kind === 'other' ? `port ${port} was taken meanwhile (${probe.detail})` : 'it did not answer in time');
+      const why =
+        ended ?? (probe.kind === 'other' ? `port ${port} was taken meanwhile (${probe.detail})`
+        : probe.kind === 'unreachable' ? `cannot reach it (${probe.detail})`
+        : 'it did not answer in time');
       const tail = await logTail(paths.logFile, logOffset);
       throw new StartupError(
         'NATS_START_FAILED',
