@@ -77,6 +77,24 @@ describe('openNatsServer without NATS_URL', () => {
     assert.equal((await probeNats('127.0.0.1', port)).kind, 'free');
   });
 
+  it('never starts a second server on a store whose server runs on another port (nats-server 2.9 would let both write it)', async (t) => {
+    if (!(await skipUnlessNats(t))) return;
+    const dataDir = await newDataDir();
+    const [port, otherPort] = [await freePort(), await freePort()];
+    const first = await openNatsServer({ port, dataDir }, silent);
+    try {
+      const error = await openNatsServer({ port: otherPort, dataDir }, silent).then(
+        () => assert.fail('it should not open'),
+        (e: unknown) => e,
+      );
+      assert.ok(isStartupError(error, 'NATS_START_FAILED'));
+      assert.match(error.message, new RegExp(`already runs on port ${port} \\(pid \\d+\\): set NATS_PORT=${port}, or stop it first$`));
+      assert.equal((await probeNats('127.0.0.1', otherPort)).kind, 'free');
+    } finally {
+      await first.close();
+    }
+  });
+
   it('outlives a SIGKILL of the process that started it, with its stream intact', async (t) => {
     if (!(await skipUnlessNats(t))) return;
     const dataDir = await newDataDir();

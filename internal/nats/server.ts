@@ -106,15 +106,15 @@ export async function openNatsServer(options: NatsServerOptions, logger: Logger)
         try {
           // Under the lock: whoever held it before us may have started it meanwhile.
           if ((await probeNats(dialHost, options.port)).kind === 'free' && !(await storeInUse(paths, options.port))) {
-            const pid = await startServer(binary, host, dialHost, options.port, paths, deadline, logger);
+            const pid = await startServer(binary, host, dialHost, options.port, paths, Date.now() + timeoutMs, logger);
             return { url, kind: 'local', startedHere: true, close: onceOnly(() => stopPid(pid, logger)) };
           }
         } finally {
           await release();
         }
-        continue;
       }
     }
+    // Another process is starting it (it holds the lock, or its server is up but not yet answering).
     if (Date.now() > deadline) {
       throw new StartupError('NATS_START_FAILED', `no nats-server answered on ${where} within ${timeoutMs / 1000} s while another process was starting it (see ${paths.logFile})`);
     }

@@ -159,11 +159,23 @@ interface ManagedServer {
   end(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Every server child still running: killed if the test process exits without stopping them. */
+/**
+ * Every server child still running: killed if the test process ends without stopping them
+ * (a failed before(), a test timeout's SIGTERM, Ctrl-C). Only a SIGKILL of the test process
+ * itself can leave them behind.
+ */
 const running = new Set<ChildProcess>();
-process.once('exit', () => {
+const killAll = () => {
   for (const child of running) child.kill('SIGKILL');
-});
+};
+process.once('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    // Die of the signal as we would have, unless someone else handles it.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  });
+}
 
 async function managedServer(args: string[], port: number, logFile: string, jetstream: boolean): Promise<ManagedServer> {
   const bin = await findBinary();
