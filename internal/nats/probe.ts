@@ -17,7 +17,9 @@ export type Probe =
   /** It accepted and hung up without a word: a server shutting down, or starting. Ask again. */
   | { kind: 'silent' }
   /** Something else: what it said, or that it said nothing in time. */
-  | { kind: 'other'; detail: string };
+  | { kind: 'other'; detail: string }
+  /** No connection at all, and not refused: a bad address, no route, a firewall. */
+  | { kind: 'unreachable'; detail: string };
 
 /** Connects to host:port and reads the first line (at most `timeoutMs`). Never throws. */
 export function probeNats(host: string, port: number, timeoutMs = 5_000): Promise<Probe> {
@@ -32,10 +34,13 @@ export function probeNats(host: string, port: number, timeoutMs = 5_000): Promis
       socket.destroy();
       resolve(probe);
     };
-    const timer = setTimeout(
-      () => finish(received ? classify(received) : { kind: 'other', detail: `it accepted a connection but said nothing for ${timeoutMs} ms` }),
-      timeoutMs,
-    );
+    let connected = false;
+    socket.once('connect', () => (connected = true));
+    const timer = setTimeout(() => {
+      if (received) finish(classify(received));
+      else if (connected) finish({ kind: 'other', detail: `it accepted a connection but said nothing for ${timeoutMs} ms` });
+      else finish({ kind: 'unreachable', detail: `no answer to a connection within ${timeoutMs} ms` });
+    }, timeoutMs);
     socket.on('data', (chunk: Buffer) => {
       received += chunk.toString('latin1');
       if (received.includes('\n') || received.length > 64 * 1024) finish(classify(received));
@@ -45,7 +50,8 @@ export function probeNats(host: string, port: number, timeoutMs = 5_000): Promis
     socket.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ECONNREFUSED') finish({ kind: 'free' });
       else if (error.code === 'ECONNRESET') finish({ kind: 'silent' });
-      else finish({ kind: 'other', detail: `${error.code ?? 'error'}: ${error.message}` });
+      else if (connected) finish({ kind: 'other', detail: `${error.code ?? 'error'}: ${error.message}` });
+      else finish({ kind: 'unreachable', detail: `${error.code ?? 'error'}: ${error.message}` });
     });
   });
 }

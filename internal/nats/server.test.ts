@@ -77,6 +77,24 @@ describe('openNatsServer without NATS_URL', () => {
     assert.equal((await probeNats('127.0.0.1', port)).kind, 'free');
   });
 
+  it('never starts a second server on a store whose server runs on another port (nats-server 2.9 would let both write it)', async (t) => {
+    if (!(await skipUnlessNats(t))) return;
+    const dataDir = await newDataDir();
+    const [port, otherPort] = [await freePort(), await freePort()];
+    const first = await openNatsServer({ port, dataDir }, silent);
+    try {
+      const error = await openNatsServer({ port: otherPort, dataDir }, silent).then(
+        () => assert.fail('it should not open'),
+        (e: unknown) => e,
+      );
+      assert.ok(isStartupError(error, 'NATS_START_FAILED'));
+      assert.match(error.message, new RegExp(`already runs on port ${port} \\(pid \\d+\\): set NATS_PORT=${port}, or stop it first$`));
+      assert.equal((await probeNats('127.0.0.1', otherPort)).kind, 'free');
+    } finally {
+      await first.close();
+    }
+  });
+
   it('outlives a SIGKILL of the process that started it, with its stream intact', async (t) => {
     if (!(await skipUnlessNats(t))) return;
     const dataDir = await newDataDir();
@@ -142,6 +160,21 @@ describe('openNatsServer, when it cannot have a server', () => {
     const failure = describeFailure(error, 'the order service could not start');
     assert.equal(failure.text, `the order service could not start: ${NATS_SERVER_MISSING_MESSAGE}`);
     assert.equal(failure.exitCode, 1);
+  });
+
+  it('a nats-server that dies while starting: NATS_START_FAILED with the reason from its log', async (t) => {
+    if (!(await skipUnlessNats(t))) return;
+    const dataDir = await newDataDir();
+    await fs.mkdir(path.join(dataDir, 'nats'));
+    await fs.writeFile(path.join(dataDir, 'nats', 'jetstream'), 'not a folder');
+    const port = await freePort();
+    const error = await openNatsServer({ port, dataDir }, silent).then(
+      () => assert.fail('it should not open'),
+      (e: unknown) => e,
+    );
+    assert.ok(isStartupError(error, 'NATS_START_FAILED'));
+    assert.match(error.message, new RegExp(`^nats-server on 127.0.0.1:${port} did not start \\(exit code 1\\): \\[FTL\\] Can't start JetStream: storage directory is not a directory`));
+    assert.equal(describeFailure(error, 'x').text.split('\n').length, 1, 'one line, no stack');
   });
 
   it('the port is taken by something that is not NATS: says so and names NATS_PORT', async (t) => {

@@ -94,6 +94,9 @@ export async function openNatsServer(options: NatsServerOptions, logger: Logger)
       logger.info(`attached to nats-server on ${where} (started by another process)`);
       return { url, kind: 'local', startedHere: false, close: async () => {} };
     }
+    if (probe.kind === 'unreachable') {
+      throw new StartupError('NATS_START_FAILED', `cannot reach ${where} to look for a nats-server (${probe.detail})`);
+    }
     if (probe.kind === 'other') {
       throw new StartupError('NATS_START_FAILED', `port ${options.port} is in use by something that is not nats-server — set NATS_PORT (${probe.detail})`);
     }
@@ -103,15 +106,15 @@ export async function openNatsServer(options: NatsServerOptions, logger: Logger)
         try {
           // Under the lock: whoever held it before us may have started it meanwhile.
           if ((await probeNats(dialHost, options.port)).kind === 'free' && !(await storeInUse(paths, options.port))) {
-            const pid = await startServer(binary, host, dialHost, options.port, paths, deadline, logger);
+            const pid = await startServer(binary, host, dialHost, options.port, paths, Date.now() + timeoutMs, logger);
             return { url, kind: 'local', startedHere: true, close: onceOnly(() => stopPid(pid, logger)) };
           }
         } finally {
           await release();
         }
-        continue;
       }
     }
+    // Another process is starting it (it holds the lock, or its server is up but not yet answering).
     if (Date.now() > deadline) {
       throw new StartupError('NATS_START_FAILED', `no nats-server answered on ${where} within ${timeoutMs / 1000} s while another process was starting it (see ${paths.logFile})`);
     }
@@ -173,9 +176,12 @@ async function startServer(
       logger.info(`nats-server is ready on ${dialHost}:${port} (pid ${child.pid}, log ${paths.logFile})`);
       return child.pid!;
     }
-    if (ended !== undefined || probe.kind === 'other' || Date.now() > deadline) {
+    if (ended !== undefined || probe.kind === 'other' || probe.kind === 'unreachable' || Date.now() > deadline) {
       if (ended === undefined) child.kill('SIGKILL');
-      const why = ended ?? (probe.kind === 'other' ? `port ${port} was taken meanwhile (${probe.detail})` : 'it did not answer in time');
+      const why =
+        ended ?? (probe.kind === 'other' ? `port ${port} was taken meanwhile (${probe.detail})`
+        : probe.kind === 'unreachable' ? `cannot reach it (${probe.detail})`
+        : 'it did not answer in time');
       const tail = await logTail(paths.logFile, logOffset);
       throw new StartupError(
         'NATS_START_FAILED',

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { browserTestSettings } from '../config/config.ts';
 import { probeNats } from '../nats/probe.ts';
@@ -87,7 +87,7 @@ export interface TestNatsCluster {
 
 /**
  * `size` nats-server processes routed to each other with JetStream clustering; resolves once
- * JetStream answers (the meta leader election takes seconds).
+ * a stream with `size` replicas can be placed (the meta leader election takes seconds).
  */
 export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promise<TestNatsCluster> {
   const clientPorts: number[] = [];
@@ -116,7 +116,7 @@ export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promis
       nodes.push({ url: `nats://127.0.0.1:${clientPorts[i]}`, name, kill: () => server.end('SIGKILL'), restart: () => server.start() });
     }
     const urls = nodes.map((node) => node.url);
-    await untilJetStreamAnswers(urls, timeoutMs);
+    await untilReplicasPlaceable(urls, size, timeoutMs);
     return {
       urls,
       nodes,
@@ -132,22 +132,29 @@ export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promis
   }
 }
 
-async function untilJetStreamAnswers(urls: string[], timeoutMs: number): Promise<void> {
+/**
+ * Waits until a stream with `replicas` replicas can be created. JetStream answering is not
+ * enough: the meta leader may be elected before every peer has joined it, and then an R3
+ * stream fails with "no suitable peers for placement".
+ */
+async function untilReplicasPlaceable(urls: string[], replicas: number, timeoutMs: number): Promise<void> {
   const nc = await connect({ servers: urls });
+  const probeStream = `KIT_READY_${randomBytes(3).toString('hex')}`;
   try {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
     while (Date.now() < deadline) {
       try {
         const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-        await jsm.getAccountInfo();
+        await jsm.streams.add({ name: probeStream, subjects: [`kit.ready.${probeStream}`], num_replicas: replicas, storage: StorageType.Memory });
+        await jsm.streams.delete(probeStream);
         return;
       } catch (error) {
         last = error;
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     }
-    throw new Error(`the NATS cluster's JetStream did not answer within ${timeoutMs} ms: ${(last as Error)?.message}`);
+    throw new Error(`the NATS cluster could not place an R${replicas} stream within ${timeoutMs} ms: ${(last as Error)?.message}`);
   } finally {
     await nc.close();
   }
@@ -159,11 +166,23 @@ interface ManagedServer {
   end(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Every server child still running: killed if the test process exits without stopping them. */
+/**
+ * Every server child still running: killed if the test process ends without stopping them
+ * (a failed before(), a test timeout's SIGTERM, Ctrl-C). Only a SIGKILL of the test process
+ * itself can leave them behind.
+ */
 const running = new Set<ChildProcess>();
-process.once('exit', () => {
+const killAll = () => {
   for (const child of running) child.kill('SIGKILL');
-});
+};
+process.once('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    // Die of the signal as we would have, unless someone else handles it.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  });
+}
 
 async function managedServer(args: string[], port: number, logFile: string, jetstream: boolean): Promise<ManagedServer> {
   const bin = await findBinary();
