@@ -397,11 +397,16 @@ export interface BrowserTestSettings {
   screenshotPath: string | undefined;
 }
 
+/** CI=true: tests that need an installed program (Chromium, nats-server) fail without it instead of skipping. */
+export function ciRequiresEverything(env: Env = process.env): boolean {
+  return nonEmpty(env.CI)?.toLowerCase() === 'true';
+}
+
 export function browserTestSettings(env: Env = process.env): BrowserTestSettings {
   const screenshot = nonEmpty(env.SCREENSHOT_PATH);
   return {
     chromiumPath: nonEmpty(env.CHROMIUM_PATH),
-    required: nonEmpty(env.CI)?.toLowerCase() === 'true',
+    required: ciRequiresEverything(env),
     screenshotPath: screenshot === undefined ? undefined : path.resolve(screenshot),
   };
 }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { browserTestSettings } from '../config/config.ts';
+import { ciRequiresEverything } from '../config/config.ts';
 import { probeNats } from '../nats/probe.ts';
 import { natsServerBinary } from '../nats/server.ts';
 import { freePort } from './ports.ts';
@@ -31,7 +31,7 @@ export async function natsAvailable(): Promise<boolean> {
 export async function skipUnlessNats(t: { skip(message: string): void }): Promise<boolean> {
   if (await natsAvailable()) return true;
   // CI=true, read in config.ts: the same rule as the browser test's Chromium.
-  if (browserTestSettings().required) assert.fail(`CI=true but ${NATS_MISSING_SKIP}`);
+  if (ciRequiresEverything()) assert.fail(`CI=true but ${NATS_MISSING_SKIP}`);
   t.skip(NATS_MISSING_SKIP);
   return false;
 }
