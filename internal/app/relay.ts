@@ -4,6 +4,9 @@
 import os from 'node:os';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
+import { createNatsPublisher } from '../transport/nats.ts';
+import { ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { openBroker, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
 import { startWorkers } from './workers.ts';
 import { connectDatabase } from './wiring.ts';
@@ -20,18 +23,26 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const name = config.relayName ?? defaultRelayName();
   // Opens (or attaches to) the database and applies migrations; its pool is only for that.
   const db = await connectDatabase(config, logger, 'relay-main', 1);
+  let broker: Broker | undefined;
   try {
-    const workers = await startWorkers({ ...config, relayName: name }, logger, { url: db.server.url });
+    // TRANSPORT=nats: this relay publishes to ORDERS like the order service's own workers;
+    // in-process it applies events itself, on this database.
+    broker = config.transport === 'nats' ? await openBroker(config, logger, `relay-${name}`) : undefined;
+    const publisher = broker && createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
+    const workers = await startWorkers({ ...config, relayName: name }, logger, { url: db.server.url, publisher });
     const janitor = startJanitor(config, logger, { url: db.server.url });
-    logger.child('Relay').info(`${name}: ${workers.describe()} on the ${db.server.kind} PostgreSQL`);
+    logger.child('Relay').info(`${name}: ${workers.describe()} on the ${db.server.kind} PostgreSQL${broker ? `, ${broker.describe()}` : ''}`);
+    const connected = broker;
     return {
       name,
       async close() {
         await Promise.all([workers.close(), janitor.close()]);
+        await connected?.close();
         await db.close();
       },
     };
   } catch (error) {
+    await broker?.close();
     await db.close();
     throw error;
   }
