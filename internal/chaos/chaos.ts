@@ -184,6 +184,8 @@ export class Load {
     private readonly concurrency: number,
     private readonly random: Random,
     private readonly signal?: AbortSignal,
+    /** A client gives an order up after this long without an answer (a slow restart can take a while). */
+    private readonly giveUpAfterMs = 120_000,
   ) {}
 
   /** Share of the plan sent so far. */
@@ -208,7 +210,7 @@ export class Load {
   }
 
   private async place(order: PlannedOrder): Promise<void> {
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + this.giveUpAfterMs;
     while (!this.signal?.aborted && Date.now() < deadline) {
       const res = await fetch(`${this.url}/orders`, {
         method: 'POST',

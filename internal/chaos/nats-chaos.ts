@@ -102,7 +102,9 @@ export async function runNatsChaos(options: NatsChaosOptions, deps: NatsChaosDep
       productId: products[i % products.length]!,
       quantity: 1 + Math.floor(random() * 3),
     }));
-    const load = new Load(orders.url, plan, options.concurrency, random, deps.signal);
+    // Two services restart here, each a cold tsx start: on a busy machine that is most of a
+    // minute, so a client waits longer before it gives an order up.
+    const load = new Load(orders.url, plan, options.concurrency, random, deps.signal, 300_000);
     const loading = load.run();
     const done: Record<Disruption, number> = { kill: 0, 'inventory-kill': 0, broker: 0, db: 0 };
     const disruptions = schedule(options, random);

@@ -46,6 +46,7 @@ export function formatChaosReport(result: ChaosResult, color: boolean): string {
     row('client retries', `${result.clientRetries}` + c.gray('  (no answer or 503: sent again with the same Idempotency-Key)')),
   ];
   for (const problem of a.stockMismatches) lines.push(c.red(`  - ${problem}`));
+  for (const letter of result.nats?.audit.deadLetters ?? []) lines.push(c.red(`  - dead letter, ${letter}`));
   lines.push(
     result.ok
       ? c.green.bold('✓ nothing lost, nothing applied twice, stock matches every confirmed order')

@@ -4,7 +4,7 @@ import type { Queryable } from '../db/pool.ts';
 import { countConsumed, countInboxByOrder, countOrdersAppliedTwice } from '../inventory/processed.ts';
 import { listProducts, SEED_STOCK } from '../inventory/stock.ts';
 import { confirmedQuantityByProduct, countOrdersByStatus, getOrders } from '../orders/orders.ts';
-import { countDeadLetters } from '../outbox/dead-letters.ts';
+import { countDeadLetters, listDeadLetters } from '../outbox/dead-letters.ts';
 import { countOutbox, ORDER_CREATED } from '../outbox/outbox.ts';
 
 export interface Audit {
@@ -66,6 +66,8 @@ export interface NatsAudit extends Audit {
   replyDuplicatesSkipped: number;
   /** Replies still in the inventory's outbox. */
   inventoryOutboxLeft: number;
+  /** What each dead letter left is and why it died ("inventory: OrderCreated 1a2b…: delivered 5 times…"). */
+  deadLetters: string[];
 }
 
 /**
@@ -105,6 +107,10 @@ export async function auditNats(orderDb: Queryable, inventoryDb: Queryable, acce
     repliesAppliedTwice: await countOrdersAppliedTwice(orderDb),
     replyDuplicatesSkipped: replyCounts.duplicatesSkipped,
     inventoryOutboxLeft: inventoryOutbox.pending,
+    deadLetters: [
+      ...(await listDeadLetters(orderDb)).map((d) => `order service: ${d.eventType} ${d.messageId.slice(0, 8)}… after ${d.attempts}: ${d.lastError}`),
+      ...(await listDeadLetters(inventoryDb)).map((d) => `inventory: ${d.eventType} ${d.messageId.slice(0, 8)}… after ${d.attempts}: ${d.lastError}`),
+    ],
   };
   return {
     ...result,
