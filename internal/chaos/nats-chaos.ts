@@ -47,6 +47,9 @@ export interface NatsChaosDeps {
 
 type Disruption = 'kill' | 'inventory-kill' | 'broker' | 'db';
 
+/** A cold start of a service (tsx, migrations, broker topology) on a busy machine took over a minute. */
+const START_TIMEOUT_MS = 180_000;
+
 export async function runNatsChaos(options: NatsChaosOptions, deps: NatsChaosDeps): Promise<ChaosResult> {
   const log = deps.logger.child('Chaos');
   const random = seededRandom(options.seed);
@@ -78,9 +81,9 @@ export async function runNatsChaos(options: NatsChaosOptions, deps: NatsChaosDep
     LOG_LEVEL: 'info',
   });
   const startOrders = (failRate: number) =>
-    startServerChild(deps.port, env(failRate), deps.logger, 60_000, { name: 'Orders', onLine: countDropped('orderService') });
+    startServerChild(deps.port, env(failRate), deps.logger, START_TIMEOUT_MS, { name: 'Orders', onLine: countDropped('orderService') });
   const startInventory = (failRate: number) =>
-    startServerChild(deps.inventoryPort, env(failRate), deps.logger, 60_000, {
+    startServerChild(deps.inventoryPort, env(failRate), deps.logger, START_TIMEOUT_MS, {
       script: 'cmd/inventory/main.ts', healthPath: '/health/ready', name: 'Inventory', portVariable: 'INVENTORY_PORT', onLine: countDropped('inventory'),
     });
 
