@@ -1,5 +1,6 @@
-// npm run chaos: crash the server (and PostgreSQL) under load, then prove nothing was lost.
-import { Command } from 'commander';
+// npm run chaos: crash the server (and PostgreSQL; with --transport nats the inventory service
+// and nats-server too) under load, then prove nothing was lost.
+import { Command, Option } from 'commander';
 import { fraction, intAtLeast } from '../../internal/cli/args.ts';
 import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { chaosRun } from '../../internal/app/chaos.ts';
@@ -12,7 +13,10 @@ const options = new Command('chaos')
   .description('stress the real server while SIGKILLing it, restarting PostgreSQL and failing deliveries; then audit')
   .option('--orders <n>', 'orders to place', intAtLeast(1), 1000)
   .option('--concurrency <n>', 'clients placing orders at once', intAtLeast(1), 20)
-  .option('--kills <n>', 'times to SIGKILL and restart the server', intAtLeast(0), 5)
+  .addOption(new Option('--transport <mode>', 'in-process: the server alone; nats: order and inventory services over a nats-server').choices(['in-process', 'nats']).default('in-process'))
+  .option('--kills <n>', 'times to SIGKILL and restart the server (nats: the order service)', intAtLeast(0), 5)
+  .option('--inventory-kills <n>', 'nats: times to SIGKILL and restart the inventory service (default: as many as --kills)', intAtLeast(0))
+  .option('--broker-restarts <n>', 'nats: times to restart nats-server (default 1)', intAtLeast(0))
   .option('--db-restarts <n>', 'times to restart PostgreSQL (embedded only)', intAtLeast(0), 0)
   .option('--fail-rate <p>', 'share of deliveries that fail on purpose (0..1)', fraction, 0)
   .option('--seed <n>', 'seed for every random choice, to repeat a run', intAtLeast(0))
@@ -23,7 +27,8 @@ const options = new Command('chaos')
   .option('--yes', 'with DATABASE_URL set: yes, wipe the orders, outbox and dead letters in that database')
   .parse()
   .opts<{
-    orders: number; concurrency: number; kills: number; dbRestarts: number; failRate: number; seed?: number;
+    orders: number; concurrency: number; transport: 'in-process' | 'nats'; kills: number; inventoryKills?: number; brokerRestarts?: number;
+    dbRestarts: number; failRate: number; seed?: number;
     leaseMs: number; settleTimeout: number; json?: boolean; verbose?: boolean; yes?: boolean;
   }>();
 
@@ -46,7 +51,10 @@ try {
     {
       orders: options.orders,
       concurrency: options.concurrency,
+      transport: options.transport,
       kills: options.kills,
+      inventoryKills: options.inventoryKills,
+      brokerRestarts: options.brokerRestarts,
       dbRestarts: options.dbRestarts,
       failRate: options.failRate,
       seed,

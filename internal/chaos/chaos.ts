@@ -9,7 +9,7 @@ import { countOrdersByStatus } from '../orders/orders.ts';
 import { countDeadLetters, redriveDeadLetters } from '../outbox/dead-letters.ts';
 import { countOutbox } from '../outbox/outbox.ts';
 import { startServerChild, type ServerChild } from './server-child.ts';
-import { audit, type Audit } from './verify.ts';
+import { audit, type Audit, type NatsAudit } from './verify.ts';
 
 export interface ChaosOptions {
   orders: number;
@@ -51,10 +51,24 @@ export interface ChaosResult {
   redriven: number;
   durationMs: number;
   audit: Audit;
+  /** TRANSPORT=nats runs only: the inventory service's kills, the broker's restarts, both inboxes. */
+  nats?: NatsChaosOutcome;
   ok: boolean;
 }
 
-interface PlannedOrder {
+export interface NatsChaosOutcome {
+  inventoryKills: number;
+  inventoryKillsDone: number;
+  brokerRestarts: number;
+  brokerRestartsDone: number;
+  audit: NatsAudit;
+  /** Republishes the broker recognised by Nats-Msg-Id and did not store again, per relay (counted from their logs). */
+  brokerDroppedDuplicates: { orderService: number; inventory: number };
+  /** Messages in each stream at the end: one per order when the broker stored nothing twice. */
+  streamMessages: { orders: number; inventory: number };
+}
+
+export interface PlannedOrder {
   key: string;
   productId: string;
   quantity: number;
@@ -154,7 +168,7 @@ function schedule(options: ChaosOptions, random: Random): Array<{ at: number; ki
 }
 
 /** Clients that keep retrying with the same Idempotency-Key until they get an answer. */
-class Load {
+export class Load {
   readonly accepted: string[] = [];
   retries = 0;
   refused = 0;
@@ -170,6 +184,8 @@ class Load {
     private readonly concurrency: number,
     private readonly random: Random,
     private readonly signal?: AbortSignal,
+    /** A client gives an order up after this long without an answer (a slow restart can take a while). */
+    private readonly giveUpAfterMs = 120_000,
   ) {}
 
   /** Share of the plan sent so far. */
@@ -194,7 +210,7 @@ class Load {
   }
 
   private async place(order: PlannedOrder): Promise<void> {
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + this.giveUpAfterMs;
     while (!this.signal?.aborted && Date.now() < deadline) {
       const res = await fetch(`${this.url}/orders`, {
         method: 'POST',
@@ -234,6 +250,6 @@ async function settle(pool: Pool, timeoutMs: number, log: Logger): Promise<void>
   }
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

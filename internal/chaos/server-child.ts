@@ -1,5 +1,7 @@
-// The real server as a child process, so chaos can SIGKILL it like a crash would.
+// The real server as a child process, so chaos can SIGKILL it like a crash would. The same
+// for the inventory service (TRANSPORT=nats): any entry point with a health URL.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log/logger.ts';
 
@@ -13,34 +15,53 @@ export interface ServerChild {
   stop(): Promise<void>;
 }
 
-/** Starts `cmd/server/main.ts` with `env` on `port` and waits until /health answers. */
+export interface ChildOptions {
+  /** The entry point (default the Order API, cmd/server/main.ts). */
+  script?: string;
+  /** Answers 200 once the child is up (default /health). */
+  healthPath?: string;
+  /** Who speaks in the forwarded log lines (default "Server"). */
+  name?: string;
+  /** Every line the child prints, uncolored (chaos counts some of them). */
+  onLine?: (line: string) => void;
+  /** The variable that carries `port` (default PORT; the inventory service reads INVENTORY_PORT). */
+  portVariable?: string;
+}
+
+/** Starts `cmd/server/main.ts` (or `options.script`) with `env` on `port` and waits until its health URL answers. */
 export async function startServerChild(
   port: number,
   env: Record<string, string>,
   logger: Logger,
   timeoutMs = 60_000,
+  options: ChildOptions = {},
 ): Promise<ServerChild> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'cmd/server/main.ts'], {
+  const script = options.script ?? 'cmd/server/main.ts';
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...process.env, ...env, [options.portVariable ?? 'PORT']: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const log = logger.child('Server');
-  const forward = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) log.debug(line);
-  };
-  child.stdout!.on('data', forward);
-  child.stderr!.on('data', forward);
+  const log = logger.child(options.name ?? 'Server');
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      if (!line.trim()) return;
+      log.debug(line);
+      options.onLine?.(line.replace(/\x1b\[[0-9;]*m/g, ''));
+    });
+  }
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
+  const health = `${url}${options.healthPath ?? '/health'}`;
+  const what = options.name ?? 'the server';
 
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the server exited during start-up (code ${child.exitCode})`);
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) break;
+    if (child.exitCode !== null) throw new Error(`${what} exited during start-up (code ${child.exitCode})`);
+    if (await fetch(health).then((r) => r.ok, () => false)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`the server did not become healthy within ${timeoutMs} ms`);
+      throw new Error(`${what} did not become healthy within ${timeoutMs} ms`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -280,3 +280,16 @@ export async function inboxRetentionLagSeconds(db: Queryable, retentionMs: numbe
   );
   return rows[0]!.lag;
 }
+
+/**
+ * How many times each order's `eventType` message is in this inbox (by the payload's orderId),
+ * for the chaos audit: each order's OrderCreated must be in the inventory's inbox exactly once.
+ */
+export async function countInboxByOrder(db: Queryable, eventType: string): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ order_id: string; n: number }>(
+    `SELECT payload->>'orderId' AS order_id, count(*)::int AS n FROM processed_messages
+      WHERE event_type = $1 AND payload ? 'orderId' GROUP BY payload->>'orderId'`,
+    [eventType],
+  );
+  return new Map(rows.map((row) => [row.order_id, row.n]));
+}
