@@ -121,7 +121,8 @@ function renderLanes(snapshot) {
     setNumber(li.querySelector('[data-metric="lane-delivered"]'), snapshot.stats.deliveriesByWorker[worker] ?? 0);
     li.classList.toggle('busy', inFlight > 0);
   }
-  const others = Object.entries(snapshot.stats.deliveriesByWorker).filter(([name]) => !snapshot.workers.includes(name));
+  // With a broker, this database's inbox counts the replies (Replies-N), not the relay's deliveries.
+  const others = snapshot.stats.broker ? [] : Object.entries(snapshot.stats.deliveriesByWorker).filter(([name]) => !snapshot.workers.includes(name));
   $('#others').textContent = others.length === 0 ? '' : `${t('others')}: ${others.map(([n, c]) => `${n} ${format.format(c)}`).join(' · ')}`;
 }
 
