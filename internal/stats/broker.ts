@@ -62,6 +62,7 @@ export function createBrokerStatsReader(nc: NatsConnection, options: BrokerStats
       );
       return { reachable: true, streams, consumers };
     } catch (error) {
+      manager = undefined; // made again next time, in case that is what failed
       return { reachable: false, error: 'broker unreachable', detail: error instanceof Error ? error.message : String(error) };
     }
   }
