@@ -12,10 +12,14 @@ import { newSeed, seededRandom } from '../faults/random.ts';
 import { serverNames } from '../http/guard.ts';
 import { createInventoryHttpApp } from '../http/inventory-app.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
+import { createInventoryMetrics } from '../metrics/inventory-metrics.ts';
+import { cachedRead } from '../stats/cached.ts';
+import { readInventoryStats } from '../stats/inventory.ts';
 import { writeStockReply } from '../inventory/replies.ts';
 import type { Logger } from '../log/logger.ts';
 import { createNatsPublisher, createNatsSubscriber } from '../transport/nats.ts';
 import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { observeDeadLetters, observeHandler } from '../transport/observed.ts';
 import { deadLetterSink, INVENTORY_CONSUMER, openBroker, retryDelayMs, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
 import { startWorkers } from './workers.ts';
@@ -42,9 +46,20 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
     stopAll.push(() => broker.close());
     // Its relay: the reply outbox → the INVENTORY stream. Worker names "inventory/Worker-N".
     const publisher = createNatsPublisher(broker.nc, { stream: INVENTORY_STREAM, timeoutMs: config.broker.publishTimeoutMs });
-    const workers = await startWorkers({ ...config, relayName: 'inventory' }, logger, { url: db.server.url, crash, publisher });
+    // Its numbers (/stats, /metrics) on their own small pool, one read at a time, briefly cached.
+    const readPool = createPool(
+      {
+        url: db.server.url, applicationName: 'outbox-demo:inventory-reader', max: config.reads.poolSize,
+        connectionTimeoutMs: config.connectionTimeoutMs, statementTimeoutMs: config.reads.statementTimeoutMs,
+      },
+      logger,
+    );
+    stopAll.push(() => closePool(readPool));
+    const stats = cachedRead(() => readInventoryStats(readPool), config.reads.cacheMs);
+    const metrics = createInventoryMetrics(() => stats.read());
+    const workers = await startWorkers({ ...config, relayName: 'inventory' }, logger, { url: db.server.url, crash, publisher, observer: metrics.relayObserver });
     stopAll.push(() => workers.close());
-    const janitor = startJanitor(config, logger, { url: db.server.url });
+    const janitor = startJanitor(config, logger, { url: db.server.url, observer: metrics.janitorObserver });
     stopAll.push(() => janitor.close());
 
     const pool = createPool(
@@ -63,20 +78,21 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
       namePrefix: 'Inventory-',
       maxDeliveries: config.maxAttempts,
       retryDelayMs: retryDelayMs(config),
-      onDeadLetter: deadLetterSink(pool, ORDERS_STREAM.name),
+      onDeadLetter: observeDeadLetters(deadLetterSink(pool, ORDERS_STREAM.name), metrics.handlerObserver),
       logger,
     });
-    await subscriber.start(async (message, receivedBy) => {
+    await subscriber.start(observeHandler(async (message, receivedBy) => {
       faults.maybeFail(message.messageId);
       const outcome = await consumer.handle(message, receivedBy);
       // The reply is committed: this service's own relay may publish it now.
       if (outcome !== 'duplicate') workers.relay.nudge();
       return outcome;
-    });
+    }, metrics.handlerObserver));
     stopAll.push(() => subscriber.close());
 
     const app = createInventoryHttpApp({
-      pool,
+      stats: () => stats.read(),
+      metrics,
       logger,
       serverNames: serverNames(config.host, config.allowedHosts),
       readiness: async () => {
@@ -91,7 +107,7 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
     const url = `http://${urlHost(config.host)}:${port}`;
     log.info(
       `consuming ${ORDERS_STREAM.name} as "${INVENTORY_CONSUMER}" with ${config.workers} handlers, replies via ${workers.describe()}; ` +
-        `${db.server.kind} PostgreSQL database of its own; ${broker.describe()}; stats on ${url}/stats`,
+        `${db.server.kind} PostgreSQL database of its own; ${broker.describe()}; stats on ${url}/stats, metrics on ${url}/metrics`,
     );
     let closing: Promise<void> | undefined;
     return { url, port, close: () => (closing ??= closeAll()) };

@@ -6,13 +6,21 @@ import type { Logger } from '../log/logger.ts';
 import { createReplyConsumer } from '../orders/replies.ts';
 import { createNatsSubscriber } from '../transport/nats.ts';
 import { INVENTORY_STREAM } from '../transport/nats-streams.ts';
+import { observeDeadLetters, observeHandler, type HandlerObserver } from '../transport/observed.ts';
 import { deadLetterSink, ORDER_SERVICE_CONSUMER, retryDelayMs, type Broker } from './broker.ts';
 
 export interface RunningReplies {
   close(): Promise<void>;
 }
 
-export async function startReplies(config: Config, logger: Logger, options: { url: string; broker: Broker }): Promise<RunningReplies> {
+export interface RepliesOptions {
+  url: string;
+  broker: Broker;
+  /** Told of each reply's outcome (metrics). */
+  observer?: HandlerObserver;
+}
+
+export async function startReplies(config: Config, logger: Logger, options: RepliesOptions): Promise<RunningReplies> {
   const pool = createPool(
     {
       url: options.url, applicationName: 'outbox-demo:replies', max: config.workers + 1,
@@ -28,11 +36,11 @@ export async function startReplies(config: Config, logger: Logger, options: { ur
     namePrefix: 'Replies-',
     maxDeliveries: config.maxAttempts,
     retryDelayMs: retryDelayMs(config),
-    onDeadLetter: deadLetterSink(pool, INVENTORY_STREAM.name),
+    onDeadLetter: observeDeadLetters(deadLetterSink(pool, INVENTORY_STREAM.name), options.observer),
     logger,
   });
   try {
-    await subscriber.start((reply, receivedBy) => consumer.handle(reply, receivedBy));
+    await subscriber.start(observeHandler((reply, receivedBy) => consumer.handle(reply, receivedBy), options.observer));
   } catch (error) {
     await closePool(pool);
     throw error;

@@ -2,7 +2,7 @@
 // closes each part in order.
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from '../config/config.ts';
+import { inventoryServiceUrl, type Config } from '../config/config.ts';
 import { StartupError } from '../errors/errors.ts';
 import { openDatabaseServer, type DatabaseServer } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
@@ -13,15 +13,18 @@ import { createLiveUpdates } from '../dashboard/live.ts';
 import { createHttpApp } from '../http/app.ts';
 import { serverNames } from '../http/guard.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
-import { createMetrics } from '../metrics/metrics.ts';
-import { createStatsReader } from '../stats/reader.ts';
+import { createMetrics, type Metrics } from '../metrics/metrics.ts';
+import { createBrokerStatsReader } from '../stats/broker.ts';
+import { createRemoteInventoryReader } from '../stats/inventory-remote.ts';
+import { createStatsReader, type StatsReader } from '../stats/reader.ts';
+import { withBrokerHop } from '../stats/services.ts';
 import type { Relay } from '../relay/relay.ts';
 import { createWakeup } from '../outbox/wakeup.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { createNatsPublisher } from '../transport/nats.ts';
-import { ORDERS_STREAM } from '../transport/nats-streams.ts';
-import { openBroker, type Broker } from './broker.ts';
+import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { INVENTORY_CONSUMER, openBroker, ORDER_SERVICE_CONSUMER, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
 import { startReplies, type RunningReplies } from './replies.ts';
 import { startWorkers, type Workers } from './workers.ts';
@@ -96,11 +99,12 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     },
     logger.child('DB'),
   );
-  const reader = createStatsReader(readPool, {
+  const databaseReader = createStatsReader(readPool, {
     cacheMs: config.reads.cacheMs,
     pendingOrderThresholdMs: config.reads.pendingOrderThresholdMs,
   });
-  const metrics = createMetrics(reader);
+  let reader: StatsReader = databaseReader;
+  let metrics!: Metrics;
   let workers: Workers;
   let http: Server;
   // TRANSPORT=nats: the relay publishes to the ORDERS stream and the replies settle orders.
@@ -108,10 +112,13 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   let replies: RunningReplies | undefined;
   try {
     broker = config.transport === 'nats' ? await openBroker(config, logger, 'order-service') : undefined;
+    // With a broker, the numbers also show the hop to the inventory service and back.
+    if (broker) reader = withBrokerHop(databaseReader, brokerHopReaders(config, broker));
+    metrics = createMetrics(reader, { transport: config.transport });
     const publisher = broker && createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
     workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver, publisher });
     try {
-      replies = broker && (await startReplies(config, logger, { url: db.server.url, broker }));
+      replies = broker && (await startReplies(config, logger, { url: db.server.url, broker, observer: metrics.replyObserver }));
     } catch (error) {
       await workers.close();
       throw error;
@@ -200,6 +207,24 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
       })();
       return closing;
     },
+  };
+}
+
+/** What the order service reads about the broker hop and the inventory service (TRANSPORT=nats). */
+function brokerHopReaders(config: Config, broker: Broker) {
+  const timeoutMs = config.broker.statsTimeoutMs;
+  const cacheMs = config.reads.cacheMs;
+  return {
+    broker: createBrokerStatsReader(broker.nc, {
+      streams: [ORDERS_STREAM.name, INVENTORY_STREAM.name],
+      consumers: [
+        { stream: ORDERS_STREAM.name, name: INVENTORY_CONSUMER },
+        { stream: INVENTORY_STREAM.name, name: ORDER_SERVICE_CONSUMER },
+      ],
+      timeoutMs,
+      cacheMs,
+    }),
+    inventory: createRemoteInventoryReader(inventoryServiceUrl(config), { timeoutMs, cacheMs }),
   };
 }
 

@@ -2,7 +2,7 @@
 // the variable and the rule, instead of becoming a surprising number.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULTS, loadConfig } from './config.ts';
+import { ConfigError, DEFAULTS, inventoryServiceUrl, loadConfig } from './config.ts';
 
 // Each of these was accepted before (the first five are the issue's own findings).
 const REJECTED: [env: Record<string, string>, names: string, rule: RegExp][] = [
@@ -68,6 +68,13 @@ describe('configuration from the environment', () => {
       for (const [key, value] of Object.entries(expected)) assert.equal(config[key as keyof typeof config], value, key);
     });
   }
+
+  it('INVENTORY_URL: where the order service reads the inventory service (default: this machine, INVENTORY_PORT)', () => {
+    assert.equal(inventoryServiceUrl(loadConfig({ INVENTORY_PORT: '18501' })), 'http://127.0.0.1:18501');
+    assert.equal(inventoryServiceUrl(loadConfig({ INVENTORY_URL: 'http://inventory-host:8081/' })), 'http://inventory-host:8081');
+    assert.throws(() => loadConfig({ INVENTORY_URL: 'inventory-host:8081' }), /^ConfigError: INVENTORY_URL must be an http/);
+    assert.equal(loadConfig({ BROKER_STATS_TIMEOUT_MS: '250' }).broker.statsTimeoutMs, 250);
+  });
 
   it('applies the cross-field rules to overrides too (tests and tools build configs that way)', () => {
     assert.throws(() => loadConfig({}, { retryBaseMs: 10, retryMaxMs: 5 }), /RETRY_BASE_MS/);

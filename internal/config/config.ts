@@ -316,6 +316,10 @@ export interface BrokerConfig {
   inventoryDatabaseUrl: string | undefined;
   /** The inventory service's HTTP port (health, metrics, stats). */
   inventoryPort: number;
+  /** INVENTORY_URL: where the order service reads the inventory's /stats; unset: see inventoryServiceUrl. */
+  inventoryUrl: string | undefined;
+  /** How long the order service's /stats waits for JetStream and for the inventory service (BROKER_STATS_TIMEOUT_MS). */
+  statsTimeoutMs: number;
 }
 
 export const BROKER_DEFAULTS = {
@@ -325,6 +329,7 @@ export const BROKER_DEFAULTS = {
   ackWaitMs: 30_000,
   publishTimeoutMs: 5_000,
   inventoryPort: 8081,
+  statsTimeoutMs: 1_000,
 } as const;
 
 function brokerConfig(env: Env): BrokerConfig {
@@ -337,7 +342,29 @@ function brokerConfig(env: Env): BrokerConfig {
     publishTimeoutMs: int(env, 'NATS_PUBLISH_TIMEOUT_MS', BROKER_DEFAULTS.publishTimeoutMs, 100, 600_000),
     inventoryDatabaseUrl: nonEmpty(env.INVENTORY_DATABASE_URL),
     inventoryPort: int(env, 'INVENTORY_PORT', BROKER_DEFAULTS.inventoryPort, 0, 65535),
+    inventoryUrl: httpUrl(env, 'INVENTORY_URL'),
+    statsTimeoutMs: int(env, 'BROKER_STATS_TIMEOUT_MS', BROKER_DEFAULTS.statsTimeoutMs, 50, 60_000),
   };
+}
+
+/** The inventory service's base URL as the order service calls it: INVENTORY_URL, or this machine's INVENTORY_PORT. */
+export function inventoryServiceUrl(config: Pick<Config, 'broker'>): string {
+  return config.broker.inventoryUrl ?? `http://127.0.0.1:${config.broker.inventoryPort}`;
+}
+
+function httpUrl(env: Env, name: string): string | undefined {
+  const value = nonEmpty(env[name]);
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ConfigError(`${name} must be an http:// or https:// URL, e.g. http://inventory-host:8081; got "${value}"`);
+  }
+  return value.replace(/\/+$/, '');
 }
 
 /**

@@ -1,16 +1,19 @@
-// The inventory service's own small HTTP face (INVENTORY_PORT): health and its numbers. It has
-// no write routes: its only input is the ORDERS stream.
+// The inventory service's own small HTTP face (INVENTORY_PORT): health, its numbers (/stats)
+// and its Prometheus metrics (/metrics). It has no write routes: its only input is the ORDERS
+// stream.
 import express from 'express';
-import type { Pool } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { readInventoryStats } from '../stats/inventory.ts';
+import type { InventoryMetrics } from '../metrics/inventory-metrics.ts';
+import type { InventoryStats } from '../stats/inventory.ts';
 import type { Readiness } from './app.ts';
 import { errorHandler } from './errors.ts';
 import { hostGuard, type ServerNames } from './guard.ts';
 
 export interface InventoryHttpDeps {
-  pool: Pool;
+  /** Its database's numbers (shared, briefly cached read). */
+  stats: () => Promise<InventoryStats>;
+  metrics: Pick<InventoryMetrics, 'scrape' | 'contentType'>;
   logger: Logger;
   serverNames: ServerNames;
   readiness: () => Promise<Readiness>;
@@ -29,7 +32,11 @@ export function createInventoryHttpApp(deps: InventoryHttpDeps): express.Express
     res.status(readiness.ready ? 200 : 503).json(readiness);
   });
   app.get('/stats', async (_req, res) => {
-    res.json(await readInventoryStats(deps.pool));
+    res.json(await deps.stats());
+  });
+  app.get('/metrics', async (_req, res) => {
+    const text = await deps.metrics.scrape();
+    res.type(deps.metrics.contentType).send(text);
   });
   app.use((req) => {
     throw new AppError('NOT_FOUND', `no route ${req.method} ${req.path} on the inventory service`);

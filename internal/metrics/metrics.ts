@@ -8,16 +8,22 @@
 // - gauges are what the database says now, for every process at once (backlog, ages, the
 //   xmin horizon, dead letters, orders, stock, the pipeline's totals since the last reset),
 //   read by the shared StatsReader, so /metrics and /stats agree.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { JanitorObserver } from '../janitor/janitor.ts';
 import type { RelayObserver } from '../relay/relay.ts';
 import type { StatsReader } from '../stats/reader.ts';
 import type { Stats } from '../stats/stats.ts';
+import type { HandlerObserver } from '../transport/observed.ts';
+import { createBrokerHopMetrics } from './broker-metrics.ts';
+import { createHandlerMetrics } from './handler-metrics.ts';
 import { createJanitorMetrics } from './janitor-metrics.ts';
+import { createRelayMetrics } from './relay-metrics.ts';
 
 export interface Metrics {
   /** Hand to the relay: claims, deliveries and failures as they happen. */
   readonly relayObserver: RelayObserver;
+  /** TRANSPORT=nats: hand to the reply subscriber (replies settled, by outcome). */
+  readonly replyObserver: HandlerObserver | undefined;
   /** Hand to the janitor: rows pruned, its passes and lag. */
   readonly janitorObserver: JanitorObserver;
   /** One finished HTTP request; `route` is the route pattern, never the raw path. */
@@ -27,9 +33,12 @@ export interface Metrics {
   readonly contentType: string;
 }
 
-const OUTCOMES = new Set(['applied', 'rejected', 'duplicate']);
+export interface MetricsOptions {
+  /** TRANSPORT: with nats, the relay publishes to a broker, replies settle orders, and the broker hop is read. */
+  transport?: 'in-process' | 'nats';
+}
 
-export function createMetrics(reader: StatsReader): Metrics {
+export function createMetrics(reader: StatsReader, options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers });
@@ -53,45 +62,16 @@ export function createMetrics(reader: StatsReader): Metrics {
   const estimated = gauge('stats_estimated', '1 when the number at this path is an estimate (a table past the exact-count limit, or PostgreSQL statistics).', ['path']);
 
   // What this process did since it started.
-  const delivered = new Counter({
-    name: 'outbox_events_delivered_total',
-    help: 'Deliveries this process made that reached the consumer and committed, by worker (duplicates included).',
-    labelNames: ['worker'],
-    registers,
-  });
-  const outcomes = new Counter({
-    name: 'inventory_messages_processed_total',
-    help: 'Messages this process delivered that the consumer applied for the first time, by outcome.',
-    labelNames: ['outcome'],
-    registers,
-  });
-  const duplicates = new Counter({ name: 'inventory_duplicates_skipped_total', help: 'Redeliveries by this process that the consumer recognised and skipped.', registers });
-  const deadLettered = new Counter({ name: 'outbox_dead_letters_total', help: 'Events this process gave up on and moved to dead_letters.', labelNames: ['worker'], registers });
-  const failures = new Counter({
-    name: 'outbox_delivery_failures_total',
-    help: 'Deliveries that threw in this process (the event stays in the outbox for a retry), by worker.',
-    labelNames: ['worker'],
-    registers,
-  });
-  const claimSize = new Histogram({
-    name: 'outbox_claim_batch_size',
-    help: 'Events taken by one non-empty claim in this process.',
-    buckets: [1, 2, 3, 5, 10, 20, 50, 100],
-    registers,
-  });
-  const latency = new Histogram({
-    name: 'outbox_delivery_duration_seconds',
-    help: 'How long one delivery to the consumer took, until its transaction committed, in this process.',
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers,
-  });
+  const nats = options.transport === 'nats';
+  const relayObserver = createRelayMetrics(registers, nats ? 'broker' : 'in-process');
+  const replyObserver = nats ? createReplyMetrics(registers) : undefined;
+  const hop = nats ? createBrokerHopMetrics(registers) : undefined;
   const httpRequests = new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests answered by this process, by method, route and status.',
     labelNames: ['method', 'route', 'status'],
     registers,
   });
-  duplicates.inc(0);
 
   function applyStats(stats: Stats): void {
     pending.set(stats.outbox.pending);
@@ -109,29 +89,23 @@ export function createMetrics(reader: StatsReader): Metrics {
     pendingTooLong.set({ threshold_seconds: String(s.pendingOrderThresholdSeconds) }, s.ordersPendingTooLong);
     for (const status of ['PENDING', 'CONFIRMED', 'REJECTED'] as const) orders.set({ status }, stats.orders[status]);
     // Products are a small table someone may edit; rebuilt so a removed one disappears.
+    // TRANSPORT=nats: the stock is the inventory service's, on its own /metrics (this
+    // database's products are only the catalog there).
     stock.reset();
-    for (const product of stats.products) stock.set({ product: product.id }, product.stock);
+    if (!nats) for (const product of stats.products) stock.set({ product: product.id }, product.stock);
     for (const outcome of ['applied', 'rejected'] as const) processedInDb.set({ outcome }, stats.processed[outcome]);
     duplicatesInDb.set(stats.duplicatesSkipped);
     estimated.reset();
     for (const path of stats.estimated) estimated.set({ path }, 1);
+    hop?.apply(stats);
   }
 
   const janitorObserver = createJanitorMetrics(registers);
 
   return {
     janitorObserver,
-    relayObserver: {
-      onClaimed: (_worker, batchSize) => claimSize.observe(batchSize),
-      onDelivered: (worker, ms, outcome) => {
-        latency.observe(ms / 1000);
-        delivered.inc({ worker });
-        if (outcome === 'duplicate') duplicates.inc();
-        else if (outcome !== undefined && OUTCOMES.has(outcome)) outcomes.inc({ outcome });
-      },
-      onFailed: (worker) => failures.inc({ worker }),
-      onDeadLettered: (worker) => deadLettered.inc({ worker }),
-    },
+    relayObserver,
+    replyObserver,
     observeHttpRequest(method, route, status) {
       httpRequests.inc({ method, route, status: String(status) });
     },
@@ -141,4 +115,17 @@ export function createMetrics(reader: StatsReader): Metrics {
     },
     contentType: registry.contentType,
   };
+}
+
+/** The order service's reply side (TRANSPORT=nats): StockReserved / StockRejected settling orders. */
+function createReplyMetrics(registers: Registry[]): HandlerObserver {
+  return createHandlerMetrics(registers, {
+    handled: 'order_replies_settled_total',
+    handledHelp: 'Replies from the inventory service this process handled, by outcome: confirmed, rejected (the order settled so), duplicate (skipped by the inbox), dead_lettered.',
+    outcomes: ['confirmed', 'rejected', 'duplicate'],
+    duration: 'order_reply_handle_duration_seconds',
+    durationHelp: 'How long settling one reply took in this process, until its transaction committed.',
+    failures: 'order_reply_failures_total',
+    failuresHelp: 'Reply handlings that threw in this process (the reply comes again after a backoff, or is dead-lettered).',
+  });
 }

@@ -6,7 +6,7 @@
 import type { Pool } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError } from '../errors/errors.ts';
-import { recordFirstDelivery, recordSkippedDuplicate } from '../inventory/processed.ts';
+import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from '../inventory/processed.ts';
 import { STOCK_REJECTED, STOCK_RESERVED, type StockReply } from '../inventory/replies.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Received } from '../transport/transport.ts';
@@ -31,6 +31,8 @@ export function createReplyConsumer(deps: { pool: Pool; logger: Logger }): Reply
         if (!(await settleOrder(tx, body.orderId, status, body.reason ?? null))) {
           throw new AppError('POISON_MESSAGE', `order ${body.orderId} does not exist here or is no longer PENDING`);
         }
+        // The inbox's totals are what /stats counts as CONFIRMED and REJECTED.
+        if (status === 'REJECTED') await setOutcome(tx, reply.messageId, 'rejected');
         return status === 'CONFIRMED' ? 'confirmed' : 'rejected';
       });
       const log = deps.logger.child(receivedBy);

@@ -4,7 +4,8 @@ import type { Queryable } from '../db/pool.ts';
 import { countConsumed, type ConsumerCounts } from '../inventory/processed.ts';
 import { listProducts, type Product } from '../inventory/stock.ts';
 import { countDeadLetters } from '../outbox/dead-letters.ts';
-import { countOutbox, type OutboxCounts } from '../outbox/outbox.ts';
+import { summarizeOutbox, type OutboxCounts } from '../outbox/outbox.ts';
+import { STATS_DEFAULTS } from './stats.ts';
 
 export interface InventoryStats {
   service: 'inventory';
@@ -13,12 +14,17 @@ export interface InventoryStats {
   consumed: ConsumerCounts;
   /** Replies (StockReserved / StockRejected) not yet published. */
   replyOutbox: OutboxCounts;
+  /** Seconds the oldest unpublished reply has waited (database clock); 0 when none. */
+  replyOutboxOldestAgeSeconds: number;
   deadLetters: number;
 }
 
 export async function readInventoryStats(db: Queryable): Promise<InventoryStats> {
   const [products, consumed, replyOutbox, deadLetters] = await Promise.all([
-    listProducts(db), countConsumed(db), countOutbox(db), countDeadLetters(db),
+    listProducts(db), countConsumed(db), summarizeOutbox(db, STATS_DEFAULTS.exactCountLimit), countDeadLetters(db),
   ]);
-  return { service: 'inventory', products, consumed, replyOutbox, deadLetters };
+  return {
+    service: 'inventory', products, consumed, replyOutbox: replyOutbox.counts,
+    replyOutboxOldestAgeSeconds: Math.round(replyOutbox.oldestAgeSeconds * 1000) / 1000, deadLetters,
+  };
 }

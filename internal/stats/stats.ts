@@ -12,6 +12,8 @@ import { listProducts, type Product } from '../inventory/stock.ts';
 import { countPendingOrders, type OrderStatus } from '../orders/orders.ts';
 import { summarizeDeadLetters } from '../outbox/dead-letters.ts';
 import { outboxDeadTuples, summarizeOutbox, type OutboxCounts } from '../outbox/outbox.ts';
+import type { BrokerStats } from './broker.ts';
+import type { RemoteInventoryStats } from './inventory-remote.ts';
 
 export interface Stats {
   /** CONFIRMED and REJECTED are the consumer's totals; PENDING is counted (up to the limit). */
@@ -30,6 +32,13 @@ export interface Stats {
   signals: Signals;
   /** The numbers that are estimates rather than exact, as paths, e.g. "outbox.pending". */
   estimated: string[];
+  /**
+   * TRANSPORT=nats only (absent in-process): the broker hop between the two services, and the
+   * inventory service's own numbers, its stock included. `products` above is then only the
+   * order database's catalog; the stock is inventoryService.products.
+   */
+  broker?: BrokerStats;
+  inventoryService?: RemoteInventoryStats;
 }
 
 export interface Signals {

@@ -34,7 +34,8 @@ export async function startTestServices(
   const inventory = await startInventoryService(config, logger);
   let orders: RunningServer;
   try {
-    orders = await startServer(config, logger);
+    // The order service reads the inventory's /stats where it really listens (a free port).
+    orders = await startServer({ ...config, broker: { ...config.broker, inventoryUrl: inventory.url } }, logger);
   } catch (error) {
     await inventory.close();
     throw error;

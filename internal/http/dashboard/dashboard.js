@@ -84,7 +84,12 @@ function render(snapshot) {
   metric('backlog').classList.toggle('hot', stats.outbox.pending > 0);
   renderHealth($('#health'), stats, t, format);
   renderLanes(snapshot);
-  renderStock(stats.products);
+  // TRANSPORT=nats: the stock is the inventory service's; this database's products are a catalog.
+  const brokerMode = stats.broker !== undefined;
+  $('#flow').classList.toggle('broker-mode', brokerMode);
+  $('#broker-flow').hidden = !brokerMode;
+  if (brokerMode) renderBrokerHop(stats);
+  else renderStock($('#stock'), stats.products);
   if (typeof snapshot.failRate === 'number') {
     capabilities.failRate = snapshot.failRate;
     updateFaultButton();
@@ -116,15 +121,52 @@ function renderLanes(snapshot) {
     setNumber(li.querySelector('[data-metric="lane-delivered"]'), snapshot.stats.deliveriesByWorker[worker] ?? 0);
     li.classList.toggle('busy', inFlight > 0);
   }
-  const others = Object.entries(snapshot.stats.deliveriesByWorker).filter(([name]) => !snapshot.workers.includes(name));
+  // With a broker, this database's inbox counts the replies (Replies-N), not the relay's deliveries.
+  const others = snapshot.stats.broker ? [] : Object.entries(snapshot.stats.deliveriesByWorker).filter(([name]) => !snapshot.workers.includes(name));
   $('#others').textContent = others.length === 0 ? '' : `${t('others')}: ${others.map(([n, c]) => `${n} ${format.format(c)}`).join(' · ')}`;
 }
 
-function renderStock(products) {
+/** The hop through NATS to the inventory service and back; each part says so when it does not answer. */
+function renderBrokerHop(stats) {
+  const { broker, inventoryService: inventory } = stats;
+  for (const el of document.querySelectorAll('.node.nats .unreachable')) el.hidden = broker.reachable;
+  const stream = (name) => (broker.reachable ? broker.streams.find((s) => s.name === name) : undefined);
+  const consumer = (name) => (broker.reachable ? broker.consumers.find((c) => c.name === name) : undefined);
+  showCount(metric('orders-stream-messages'), stream('ORDERS')?.messages);
+  showCount(metric('inventory-stream-messages'), stream('INVENTORY')?.messages);
+  for (const [prefix, name] of [['inventory-consumer', 'inventory'], ['order-consumer', 'order-service']]) {
+    const c = consumer(name);
+    showCount(metric(`${prefix}-pending`), c?.pending);
+    showCount(metric(`${prefix}-ack-pending`), c?.ackPending);
+    showCount(metric(`${prefix}-redelivered`), c?.redelivered);
+  }
+  $('.inventory-service .unreachable').hidden = inventory.reachable;
+  showCount(metric('inventory-applied'), inventory.reachable ? inventory.consumed.processed.applied : undefined);
+  showCount(metric('inventory-rejected'), inventory.reachable ? inventory.consumed.processed.rejected : undefined);
+  showCount(metric('inventory-duplicates'), inventory.reachable ? inventory.consumed.duplicatesSkipped : undefined);
+  showCount(metric('inventory-dead-letters'), inventory.reachable ? inventory.deadLetters : undefined);
+  showCount(metric('reply-backlog'), inventory.reachable ? inventory.replyOutbox.pending : undefined);
+  if (inventory.reachable) renderStock($('#inventory-stock'), inventory.products);
+  else $('#inventory-stock').replaceChildren();
+  setNumber(metric('settled-confirmed'), stats.orders.CONFIRMED);
+  setNumber(metric('settled-rejected'), stats.orders.REJECTED);
+  setNumber(metric('reply-duplicates'), stats.duplicatesSkipped);
+  setNumber(metric('reply-dead-letters'), stats.deadLetters);
+}
+
+/** A number, or "–" when its source did not answer. */
+function showCount(el, value) {
+  if (typeof value === 'number') setNumber(el, value);
+  else if (el) {
+    el.textContent = '–';
+    delete el.dataset.value;
+  }
+}
+
+function renderStock(table, products) {
   firstStock ??= Object.fromEntries(products.map((p) => [p.id, p.stock]));
   const rows = products.map((p) => [p.id, p.stock, p.stock - (firstStock[p.id] ?? p.stock)]);
   const total = rows.reduce((sum, [, stock, delta]) => [sum[0] + stock, sum[1] + delta], [0, 0]);
-  const table = $('#stock');
   table.replaceChildren(
     ...[...rows, [t('stockTotal'), total[0], total[1], true]].map(([id, stock, delta, isTotal]) => {
       const tr = document.createElement('tr');

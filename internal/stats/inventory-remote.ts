@@ -1,0 +1,33 @@
+// The order service's view of the inventory service (TRANSPORT=nats): its GET /stats, fetched
+// with a short timeout through a single-flight cache. In that mode the stock lives only in the
+// inventory's database; the order database's products table is only the catalog. Never
+// rejects: a service that does not answer is "inventory service unreachable".
+import { cachedRead } from './cached.ts';
+import type { InventoryStats } from './inventory.ts';
+
+export type RemoteInventoryStats =
+  | ({ reachable: true; from: string } & InventoryStats)
+  | { reachable: false; from: string; error: 'inventory service unreachable'; detail: string };
+
+export interface RemoteInventoryReader {
+  read(): Promise<RemoteInventoryStats>;
+}
+
+export function createRemoteInventoryReader(baseUrl: string, options: { timeoutMs: number; cacheMs: number }): RemoteInventoryReader {
+  const from = `${baseUrl.replace(/\/+$/, '')}/stats`;
+  async function load(): Promise<RemoteInventoryStats> {
+    try {
+      const res = await fetch(from, { signal: AbortSignal.timeout(options.timeoutMs) });
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new Error(`HTTP ${res.status}`);
+      }
+      const stats = (await res.json()) as InventoryStats;
+      if (stats?.service !== 'inventory' || !Array.isArray(stats.products)) throw new Error('not the inventory service’s /stats');
+      return { reachable: true, from, ...stats };
+    } catch (error) {
+      return { reachable: false, from, error: 'inventory service unreachable', detail: error instanceof Error ? error.message : String(error) };
+    }
+  }
+  return cachedRead(load, options.cacheMs);
+}
