@@ -78,6 +78,7 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
       namePrefix: 'Inventory-',
       maxDeliveries: config.maxAttempts,
       retryDelayMs: retryDelayMs(config),
+      ackWaitMs: config.broker.ackWaitMs,
       onDeadLetter: observeDeadLetters(deadLetterSink(pool, ORDERS_STREAM.name), metrics.handlerObserver),
       logger,
     });

@@ -36,6 +36,7 @@ export async function startReplies(config: Config, logger: Logger, options: Repl
     namePrefix: 'Replies-',
     maxDeliveries: config.maxAttempts,
     retryDelayMs: retryDelayMs(config),
+    ackWaitMs: config.broker.ackWaitMs,
     onDeadLetter: observeDeadLetters(deadLetterSink(pool, INVENTORY_STREAM.name), options.observer),
     logger,
   });

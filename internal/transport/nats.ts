@@ -15,6 +15,8 @@ import type { DeadLetterSink, Envelope, Handler, Publisher, Received, Subscriber
 const MESSAGE_ID = 'Outbox-Message-Id';
 const EVENT_TYPE = 'Event-Type';
 const AGGREGATE_ID = 'Aggregate-Id';
+/** Past maxDeliveries × this, a message is dead-lettered without trying it again. */
+const CRASH_LOOP_FACTOR = 2;
 const ENVELOPE_HEADERS = new Set([MESSAGE_ID, EVENT_TYPE, AGGREGATE_ID].map((h) => h.toLowerCase()));
 
 /** Connects and keeps reconnecting for ever: a broker restart is an outage, not the end. */
@@ -77,12 +79,22 @@ export interface NatsSubscriberOptions {
   /** Handlers running at once in this process; their names are `${namePrefix}${n}`. */
   concurrency: number;
   namePrefix: string;
-  /** Deliveries a message gets; the next one goes to the dead letters instead. */
+  /**
+   * A message whose handler fails on this delivery or a later one goes to the dead letters.
+   * Deliveries that never reached a handler count too (as a crash counts as an attempt in the
+   * relay); twice this many and a message is dead-lettered untried.
+   */
   maxDeliveries: number;
   /** The delay before a failed message is delivered again, by its delivery count. */
   retryDelayMs(deliveryCount: number): number;
   onDeadLetter: DeadLetterSink;
   logger: Logger;
+  /**
+   * The consumer's ack wait. While a handler runs, the broker is told "still working" every
+   * third of it, so a slow but live handler is not raced by a redelivery (its transaction is
+   * bounded by the statement timeout, which is shorter than the ack wait).
+   */
+  ackWaitMs?: number;
 }
 
 export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriberOptions): Subscriber {
@@ -98,10 +110,20 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
     const received = parse(msg);
     const short = received.messageId.slice(0, 8);
     try {
-      if (received.deliveryCount > options.maxDeliveries) {
-        throw new AppError('POISON_MESSAGE', `delivered ${received.deliveryCount - 1} times without success`);
+      // The broker counts every hand-out, also those that never reached a handler: a process
+      // killed with the message in its buffer, an ack wait that ran out under load. So past
+      // maxDeliveries a message still gets its handler (which skips it if it was applied);
+      // only far past it, where it looks like the message itself kills every process that
+      // takes it, does it go to the dead letters untried.
+      if (received.deliveryCount > options.maxDeliveries * CRASH_LOOP_FACTOR) {
+        throw new AppError('POISON_MESSAGE', `delivered ${received.deliveryCount - 1} times without an answer (does it crash its handler?)`);
       }
-      await handler(received, name);
+      const heartbeat = options.ackWaitMs ? setInterval(() => msg.working(), Math.max(100, Math.floor(options.ackWaitMs / 3))) : undefined;
+      try {
+        await handler(received, name);
+      } finally {
+        clearInterval(heartbeat);
+      }
       // Acknowledged after the commit; lost, the message comes again and the inbox skips it.
       await msg.ackAck().catch((error: unknown) => log.child(name).warn(`ack for ${short}… lost (${describe(error)}); it will be delivered again and skipped`));
     } catch (error) {

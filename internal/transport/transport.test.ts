@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { AppError, isAppError } from '../errors/errors.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { eventually } from '../testkit/eventually.ts';
@@ -187,6 +187,36 @@ describe('transport contract', () => {
       assert.deepEqual(counts, [1, 2, 3]);
       assert.match(pair.deadLetters[0]!.error, /still down/);
       await pair.close();
+    });
+
+    it('deliveries that never reached a handler (a killed process, an expired ack wait) do not dead-letter a message the handler would skip', async (t) => {
+      if (!nc) return void (await skipUnlessNats(t));
+      const name = `T${randomUUID().slice(0, 8)}`;
+      const stream = { name, subjects: [`${name.toLowerCase()}.>`] };
+      const jsm = await jetstreamManager(nc);
+      await ensureStream(jsm, stream, { duplicateWindowMs: 60_000, replicas: 1 });
+      await ensureConsumer(jsm, name, { durable: 'test', ackWaitMs: 1_000, maxAckPending: 100 });
+      await createNatsPublisher(nc, { stream, timeoutMs: 5_000 }).publish(envelope(), 'Worker-1');
+      // Three processes took it and died before acknowledging: three deliveries, no handler.
+      const consumer = await jetstream(nc).consumers.get(name, 'test');
+      for (let i = 0; i < 3; i++) {
+        const taken = await consumer.next({ expires: 5_000 });
+        assert.ok(taken, 'the message was handed out');
+      }
+      const deadLetters: string[] = [];
+      const seen: number[] = [];
+      const subscriber = createNatsSubscriber(nc, {
+        stream: name, durable: 'test', concurrency: 1, namePrefix: 'T-', maxDeliveries: 2, retryDelayMs: () => 50,
+        onDeadLetter: async (message) => { deadLetters.push(message.messageId); },
+        logger: quiet,
+      });
+      // It was applied before the acks were lost: the inbox answers "duplicate".
+      await subscriber.start(async (m) => { seen.push(m.deliveryCount); return 'duplicate'; });
+      await eventually('handed to the handler', () => seen.length === 1, 15_000);
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      assert.deepEqual(seen, [4]);
+      assert.deepEqual(deadLetters, []);
+      await subscriber.close();
     });
 
     it('a dead-letter sink that fails keeps the message in the broker: it comes again and is recorded then', async (t) => {
