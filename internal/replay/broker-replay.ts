@@ -93,7 +93,7 @@ export async function runBrokerReplay(options: BrokerReplayOptions, deps: Broker
     const natsMsgId = randomUUID();
     await deps.publisher.publish({ ...envelope(copy), natsMsgId }, 'Replay');
     newId.stored.push(copy.messageId);
-    log.info(`(b) message ${copy.messageId}, new Nats-Msg-Id ${natsMsgId.slice(0, 8)}… → stored and delivered: a copy the broker cannot catch`);
+    log.info(`(b) message ${copy.messageId}, new Nats-Msg-Id ${natsMsgId.slice(0, 8)}… → stored: a copy the broker cannot catch; the inventory's inbox must skip it`);
   }
 
   // Every stored copy is skipped once, and the consumer has nothing left to hand over (so a

@@ -115,7 +115,7 @@ export function formatStressReport(result: StressResult, color: boolean): string
 
 /** One bar per worker, under a heading when given (the NATS report has two groups). */
 function workerBars(c: InstanceType<typeof Chalk>, heading: string, counts: Record<string, number>, unit: string): string[] {
-  const workers = Object.entries(counts);
+  const workers = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
   const total = workers.reduce((s, [, n]) => s + n, 0);
   const lines = heading ? [`${' '.repeat(12)}${heading} ${total} ${unit}${total === 1 ? '' : 's'} (${workers.length} worker${workers.length === 1 ? '' : 's'}):`] : [];
   const most = Math.max(1, ...workers.map(([, n]) => n));
