@@ -1,14 +1,13 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
 import { Command } from 'commander';
-import { duration, positiveInt } from '../../internal/cli/args.ts';
+import { duration, positiveInt, transportMode, withTransport } from '../../internal/cli/args.ts';
 import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { purgeDeadLettersOlderThan, redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
-import { colorEnabled, loadConfig } from '../../internal/config/config.ts';
+import { colorEnabled, loadConfig, type TransportMode } from '../../internal/config/config.ts';
 import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { isUuid } from '../../internal/orders/validate.ts';
-import { formatPurgeReport, formatReplayReport } from '../../internal/replay/report.ts';
+import { formatBrokerReplayReport, formatPurgeReport, formatReplayReport } from '../../internal/replay/report.ts';
 
-const config = orExit(() => loadConfig(), 'replay could not start');
 const options = new Command('replay')
   .description('deliver already-processed messages again, as duplicates, and check they change nothing')
   .option('--count <n>', 'how many of the most recent processed messages', positiveInt, 3)
@@ -18,11 +17,15 @@ const options = new Command('replay')
   .option('--older-than <duration>', 'with --purge: how long ago they died, e.g. 30d, 12h', duration)
   .option('--fresh', 'first place one new order and deliver its event, then replay that (works on an empty database)')
   .option('--product <id>', 'product for --fresh', 'widget')
-  .option('--url <url>', 'where a running server would answer', `http://${config.host}:${config.port}`)
+  .option('--transport <mode>', 'in-process, or nats: republish to JetStream, same and new message id (default: TRANSPORT)', transportMode)
+  .option('--url <url>', 'where a running server would answer (default: http://HOST:PORT)')
   .option('--wait-timeout <ms>', "how long to wait for the server's workers", positiveInt, 15_000)
   .option('--json', 'print one JSON result object instead of the summary (logs go to stderr)')
   .parse()
-  .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; purge?: boolean; olderThan?: number; fresh?: boolean; product: string; url: string; waitTimeout: number; json?: boolean }>();
+  .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; purge?: boolean; olderThan?: number; fresh?: boolean; product: string; transport?: TransportMode; url?: string; waitTimeout: number; json?: boolean }>();
+
+const config = orExit(() => loadConfig(withTransport(process.env, options.transport)), 'replay could not start');
+const serverUrl = options.url ?? `http://${config.host}:${config.port}`;
 
 for (const id of options.messageId ?? []) {
   if (!isUuid(id)) {
@@ -54,7 +57,7 @@ if (options.deadLetters) {
   try {
     const result = await redriveDeadLettersAndWait(
       config,
-      { messageIds: options.messageId ?? [], waitTimeoutMs: options.waitTimeout, serverUrl: options.url },
+      { messageIds: options.messageId ?? [], waitTimeoutMs: options.waitTimeout, serverUrl },
       logger,
     );
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -73,11 +76,12 @@ try {
       fresh: Boolean(options.fresh),
       freshProductId: options.product,
       waitTimeoutMs: options.waitTimeout,
-      serverUrl: options.url,
+      serverUrl,
     },
     logger,
   );
-  process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatReplayReport(result, color)}\n`);
+  const report = result.path === 'nats' ? formatBrokerReplayReport(result, color) : formatReplayReport(result, color);
+  process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : report}\n`);
   process.exitCode = result.ok ? 0 : 1;
 } catch (error) {
   exitWithFailure(error, 'replay failed');

@@ -1,16 +1,18 @@
 // npm run stress: fire orders at a running server and check the outbox kept its promise.
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { positiveInt } from '../../internal/cli/args.ts';
-import { exitWithFailure } from '../../internal/cli/exit.ts';
+import { positiveInt, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
+import { stressTest } from '../../internal/app/stress.ts';
 import { createApiClient, ServerUnreachableError } from '../../internal/client/api-client.ts';
-import { colorEnabled } from '../../internal/config/config.ts';
+import { colorEnabled, loadConfig, type TransportMode } from '../../internal/config/config.ts';
+import { createConsoleLogger } from '../../internal/log/logger.ts';
 import { createProgress, formatStressReport } from '../../internal/stress/report.ts';
-import { runStressTest } from '../../internal/stress/stress.ts';
 
 const options = new Command('stress-test')
   .description('fire concurrent POST /orders at a running server, wait for the relay, check the invariant')
-  .option('--url <url>', 'the Order API', 'http://127.0.0.1:8080')
+  .option('--url <url>', 'the Order API (default: http://HOST:PORT from the environment, 127.0.0.1:8080)')
+  .option('--transport <mode>', 'in-process, or nats: stock is read from the inventory service\'s database (default: TRANSPORT)', transportMode)
   .option('--orders <n>', 'orders to place', positiveInt, 50)
   .option('--concurrency <n>', 'requests in flight at once', positiveInt, 50)
   .option('--quantity <n>', 'quantity per order (1..1000)', positiveInt, 1)
@@ -20,12 +22,16 @@ const options = new Command('stress-test')
   .option('--json', 'print one JSON result object instead of the report')
   .parse()
   .opts<{
-    url: string; orders: number; concurrency: number; quantity: number; product?: string[];
+    url?: string; transport?: TransportMode; orders: number; concurrency: number; quantity: number; product?: string[];
     wait: boolean; waitTimeout: number; json?: boolean;
   }>();
 
+const config = orExit(() => loadConfig(withTransport(process.env, options.transport)), 'stress test could not start');
+const url = options.url ?? `http://${config.host}:${config.port}`;
 const color = !options.json && colorEnabled(process.stdout);
 const interactive = !options.json;
+// Only the database lines of TRANSPORT=nats (attaching to the inventory's database) use it.
+const logger = createConsoleLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel, color: colorEnabled(process.stderr), stream: process.stderr });
 const progress = interactive
   ? createProgress(process.stderr, { total: options.orders, tty: Boolean(process.stderr.isTTY), color })
   : undefined;
@@ -37,7 +43,9 @@ process.once('SIGINT', () => {
 });
 
 try {
-  const result = await runStressTest(
+  const result = await stressTest(
+    config,
+    config.transport,
     {
       orders: options.orders,
       concurrency: options.concurrency,
@@ -48,7 +56,7 @@ try {
       userId: `stress-${randomUUID().slice(0, 8)}`,
     },
     {
-      client: createApiClient(options.url),
+      client: createApiClient(url),
       signal: abort.signal,
       onProgress: progress?.update,
       onPhase: interactive
@@ -58,6 +66,7 @@ try {
           }
         : undefined,
     },
+    logger,
   );
   progress?.finish();
   process.stdout.write(`${options.json ? JSON.stringify(result, null, 2) : formatStressReport(result, color)}\n`);
@@ -65,7 +74,8 @@ try {
 } catch (error) {
   progress?.finish();
   if (error instanceof ServerUnreachableError) {
-    const message = `${error.message}: is the server running? Start it in another terminal with \`npm start\`, or pass --url.`;
+    const start = config.transport === 'nats' ? '`TRANSPORT=nats npm start` and `TRANSPORT=nats npm run inventory`' : '`npm start`';
+    const message = `${error.message}: is the server running? Start it in another terminal with ${start}, or pass --url.`;
     process.stderr.write(`${message}\n`);
     if (options.json) process.stdout.write(`${JSON.stringify({ ok: false, error: { code: error.code, message } })}\n`);
     process.exitCode = 2;

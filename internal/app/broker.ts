@@ -64,6 +64,15 @@ export async function openBroker(config: Config, logger: Logger, clientName: str
   };
 }
 
+/**
+ * Messages on ORDERS the inventory's durable consumer has not had acknowledged yet (not yet
+ * delivered, or delivered and in flight): 0 when the inventory service has caught up.
+ */
+export async function inventoryBacklog(nc: NatsConnection): Promise<number> {
+  const info = await (await jetstreamManager(nc)).consumers.info(ORDERS_STREAM.name, INVENTORY_CONSUMER);
+  return info.num_pending + info.num_ack_pending;
+}
+
 /** A failed message's backoff, like the relay's: doubling from RETRY_BASE_MS up to RETRY_MAX_MS. */
 export function retryDelayMs(config: Pick<Config, 'retryBaseMs' | 'retryMaxMs'>): (deliveryCount: number) => number {
   return (deliveryCount) => Math.min(config.retryBaseMs * 2 ** Math.max(0, deliveryCount - 1), config.retryMaxMs);

@@ -6,6 +6,7 @@ import type { Config } from '../config/config.ts';
 import { countOtherSessions } from '../db/pool.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
+import type { BrokerReplayResult } from '../replay/broker-replay.ts';
 import { runReplay, type ReplayResult } from '../replay/replay.ts';
 import { formatReplayReport } from '../replay/report.ts';
 import { formatStressReport } from '../stress/report.ts';
@@ -14,6 +15,7 @@ import { refuseToWipeUnlessConfirmed, resetDemoData } from './reset.ts';
 import { connectDatabase, startServer, type RunningServer } from './wiring.ts';
 import { SEED_STOCK } from '../inventory/stock.ts';
 import { StartupError } from '../errors/errors.ts';
+import { runNatsDemo } from './demo-nats.ts';
 
 export interface DemoOptions {
   orders: number;
@@ -29,11 +31,13 @@ export interface DemoOptions {
 
 export interface DemoResult {
   stress: StressResult | null;
-  replay: ReplayResult | null;
+  replay: ReplayResult | BrokerReplayResult | null;
   ok: boolean;
 }
 
 export async function runDemo(config: Config, options: DemoOptions, logger: Logger): Promise<DemoResult> {
+  // TRANSPORT=nats: two services and a broker (demo-nats.ts); below, the in-process lesson.
+  if (config.transport === 'nats') return runNatsDemo(config, options, logger);
   const c = new Chalk({ level: options.color ? 2 : 0 });
   const heading = (text: string) => options.print(`\n${c.bold.inverse(` ${text} `)}`);
   const log = logger.child('Demo');

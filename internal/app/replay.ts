@@ -2,13 +2,19 @@
 // embedded PostgreSQL), find out whether a server is relaying it, run the replay, close.
 import { createApiClient } from '../client/api-client.ts';
 import type { Config } from '../config/config.ts';
+import { openInventoryDatabaseServer } from '../db/database.ts';
+import { StartupError } from '../errors/errors.ts';
 import type { Pool } from '../db/pool.ts';
 import { createInventoryConsumer, type InventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
 import { purgeOldDeadLetters, type PurgeResult } from '../replay/purge.ts';
 import { redriveAndDeliver, type RedriveResult } from '../replay/redrive.ts';
+import { runBrokerReplay, type BrokerReplayResult } from '../replay/broker-replay.ts';
 import { runReplay, type ReplayOptions, type ReplayResult } from '../replay/replay.ts';
-import { connectDatabase } from './wiring.ts';
+import { createNatsPublisher } from '../transport/nats.ts';
+import { ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { inventoryBacklog, openBroker } from './broker.ts';
+import { connectDatabase, urlHost } from './wiring.ts';
 
 /** `--dead-letters`: re-drive dead letters into the outbox and wait for their delivery. */
 export function redriveDeadLettersAndWait(
@@ -31,8 +37,37 @@ export async function purgeDeadLettersOlderThan(config: Config, olderThanMs: num
   }
 }
 
-export function replayDuplicates(config: Config, options: ReplayOptions & { serverUrl: string }, logger: Logger): Promise<ReplayResult> {
+export function replayDuplicates(
+  config: Config, options: ReplayOptions & { serverUrl: string }, logger: Logger,
+): Promise<ReplayResult | BrokerReplayResult> {
+  if (config.transport === 'nats') return replayOverBroker(config, options, logger);
   return withReplayDeps(config, options.serverUrl, logger, (deps) => runReplay(options, deps));
+}
+
+/**
+ * TRANSPORT=nats: copies from the inventory's inbox, republished to ORDERS over the broker the
+ * services use. The inventory service must be running: it is the one that skips them.
+ */
+async function replayOverBroker(config: Config, options: ReplayOptions, logger: Logger): Promise<BrokerReplayResult> {
+  if (options.fresh) throw new StartupError('REFUSED', '--fresh is for TRANSPORT=in-process; over NATS, place orders first (npm run stress -- --transport nats)');
+  const inventoryUrl = `http://${urlHost(config.host)}:${config.broker.inventoryPort}`;
+  const up = await fetch(`${inventoryUrl}/health/live`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.ok, () => false);
+  if (!up) {
+    throw new StartupError('REFUSED', `the inventory service does not answer on ${inventoryUrl}: start it with \`TRANSPORT=nats npm run inventory\` (it skips the copies), or set INVENTORY_PORT`);
+  }
+  const db = await connectDatabase(config, logger, 'replay', 2, openInventoryDatabaseServer);
+  try {
+    const broker = await openBroker(config, logger, 'replay');
+    const publisher = createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
+    try {
+      return await runBrokerReplay(options, { inventoryPool: db.pool, publisher, consumerBacklog: () => inventoryBacklog(broker.nc), logger });
+    } finally {
+      await publisher.close();
+      await broker.close();
+    }
+  } finally {
+    await db.close();
+  }
 }
 
 /** The same database as the server, a consumer on it, and whether a server relays it. */

@@ -1,6 +1,7 @@
 // Flag parsers shared by the command-line entry points: a bad value stops commander with a
 // clear message instead of reaching internal/ as NaN.
 import { InvalidArgumentError } from 'commander';
+import type { TransportMode } from '../config/config.ts';
 import { DURATION_FORMAT, parseDuration } from '../config/duration.ts';
 
 export function intAtLeast(min: number): (value: string) => number {
@@ -25,4 +26,15 @@ export function duration(value: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new InvalidArgumentError(`must be ${DURATION_FORMAT}`);
   return ms;
+}
+
+/** `--transport in-process|nats`: overrides TRANSPORT for this command (see withTransport). */
+export function transportMode(value: string): TransportMode {
+  if (value !== 'in-process' && value !== 'nats') throw new InvalidArgumentError('must be in-process or nats');
+  return value;
+}
+
+/** The environment with TRANSPORT set from `--transport` when given, so loadConfig validates it as usual. */
+export function withTransport(env: NodeJS.ProcessEnv, flag: TransportMode | undefined): NodeJS.ProcessEnv {
+  return flag === undefined ? env : { ...env, TRANSPORT: flag };
 }

@@ -60,6 +60,11 @@ export interface ApiClient {
   placeOrder(input: { productId: string; quantity: number; userId?: string }): Promise<PlaceResult>;
   /** Looks up any number of orders, LOOKUP_BATCH ids per request. */
   orders(ids: readonly string[]): Promise<ApiOrder[]>;
+  /**
+   * What this server's relay workers handed over since it started, by worker (GET /metrics,
+   * outbox_events_delivered_total): over a broker, the events each one published and saw acknowledged.
+   */
+  relayDeliveries(): Promise<Record<string, number>>;
 }
 
 export function createApiClient(baseUrl: string): ApiClient {
@@ -118,5 +123,18 @@ export function createApiClient(baseUrl: string): ApiClient {
       }
       return found;
     },
+    async relayDeliveries() {
+      const res = await request('/metrics');
+      if (!res.ok) throw new Error(`GET /metrics answered ${res.status}: ${await res.text()}`);
+      return countersByWorker(await res.text(), 'outbox_events_delivered_total');
+    },
   };
+}
+
+/** `name{worker="W"} n` lines of a Prometheus text exposition, as { W: n }. */
+export function countersByWorker(text: string, name: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const line = new RegExp(`^${name}\\{(?:[^}]*,)?worker="([^"]+)"[^}]*\\}\\s+(\\S+)`, 'gm');
+  for (const match of text.matchAll(line)) out[match[1]!] = Number(match[2]);
+  return out;
 }

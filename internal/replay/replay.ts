@@ -150,7 +150,8 @@ async function deliverFresh(options: ReplayOptions, deps: ReplayDeps, log: Logge
   return { messageId, orderId: order.id, firstDeliveredBy: processed.handledBy, firstOutcome: processed.outcome };
 }
 
-async function pickMessages(pool: Pool, options: ReplayOptions, freshId: string | undefined) {
+/** The copies to replay: `messageIds` (plus a fresh one), or the `count` most recent. */
+export async function pickMessages(pool: Pool, options: Pick<ReplayOptions, 'count' | 'messageIds'>, freshId: string | undefined) {
   const wanted = freshId ? [freshId, ...options.messageIds] : options.messageIds;
   if (wanted.length === 0) {
     const recent = await recentProcessed(pool, options.count);
@@ -166,16 +167,16 @@ function aggregateOf(copy: MessageCopy): string {
   return parseOrderCreated(copy).orderId;
 }
 
-async function stockMap(pool: Pool): Promise<Record<string, number>> {
+export async function stockMap(pool: Pool): Promise<Record<string, number>> {
   return Object.fromEntries((await listProducts(pool)).map((p) => [p.id, p.stock]));
 }
 
-async function processedCount(pool: Pool): Promise<number> {
+export async function processedCount(pool: Pool): Promise<number> {
   const { processed } = await countConsumed(pool);
   return processed.applied + processed.rejected;
 }
 
-async function waitFor(done: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+export async function waitFor(done: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await done()) return true;

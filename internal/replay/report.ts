@@ -2,6 +2,7 @@
 import { Chalk } from 'chalk';
 import { formatDuration } from '../config/duration.ts';
 import type { PurgeResult } from './purge.ts';
+import type { BrokerReplayResult } from './broker-replay.ts';
 import type { ReplayResult } from './replay.ts';
 
 export function formatReplayReport(result: ReplayResult, color: boolean): string {
@@ -39,6 +40,48 @@ export function formatReplayReport(result: ReplayResult, color: boolean): string
   lines.push(
     result.ok
       ? `${label('verdict')}${c.green('✓ every duplicate was recognised and skipped; nothing changed')}`
+      : `${label('verdict')}${c.red('✗ see above')}`,
+  );
+  return lines.join('\n');
+}
+
+/** TRANSPORT=nats: the two layers of de-duplication, each with its own count. */
+export function formatBrokerReplayReport(result: BrokerReplayResult, color: boolean): string {
+  const c = new Chalk({ level: color ? 2 : 0 });
+  const mark = (good: boolean) => (good ? c.green('✓') : c.red('✗'));
+  const label = (text: string) => c.bold(text.padEnd(12));
+  const n = result.replayed.length;
+  const lines = [c.bold(`Replay over NATS JetStream: ${n} processed message(s), each republished twice to the ORDERS stream`)];
+  const dropped = result.sameId.droppedByBroker.length;
+  lines.push(
+    `${label('(a) broker')}${mark(dropped === n && n > 0)} ${dropped}/${n} dropped by JetStream: same Nats-Msg-Id inside the duplicate window, ` +
+      'the publish ack said "duplicate", nothing stored or delivered',
+  );
+  if (result.sameId.stored.length > 0) {
+    lines.push(`${' '.repeat(12)}${c.yellow(`${result.sameId.stored.length} stored anyway (older than the duplicate window): left to the inbox`)}`);
+  }
+  const by = [...new Set(result.skips.map((s) => s.handledBy))].join(', ');
+  const skippedNewId = Math.min(result.newId.stored.length, new Set(result.skips.map((s) => s.messageId)).size);
+  lines.push(
+    `${label('(b) inbox')}${mark(result.unanswered.length === 0 && n > 0)} ${skippedNewId}/${result.newId.stored.length} skipped by the inventory's inbox: ` +
+      `new Nats-Msg-Id, same Outbox-Message-Id, delivered by the broker${by ? ` (by ${by})` : ''}`,
+  );
+  if (result.notReplayable.length > 0) lines.push(`${label('not found')}${mark(false)} ${result.notReplayable.join(', ')}`);
+  const changed = Object.entries(result.stockBefore).filter(([id, v]) => result.stockAfter[id] !== v);
+  lines.push(
+    `${label('stock')}${mark(changed.length === 0)} ` +
+      (changed.length === 0
+        ? `unchanged in the inventory's database (${Object.entries(result.stockAfter).map(([id, v]) => `${id} ${v}`).join(', ')})`
+        : `changed: ${changed.map(([id, v]) => `${id} ${v} → ${result.stockAfter[id]}`).join(', ')}`),
+  );
+  lines.push(
+    `${label('processed')}${mark(result.processedAfter === result.processedBefore)} ` +
+      (result.processedAfter === result.processedBefore ? `unchanged at ${result.processedAfter} messages` : `${result.processedBefore} → ${result.processedAfter}`) +
+      `; no second reply (${result.replyOutboxAfter} in the reply outbox)`,
+  );
+  lines.push(
+    result.ok
+      ? `${label('verdict')}${c.green('✓ the broker dropped what it could recognise, the inbox skipped the rest; nothing changed')}`
       : `${label('verdict')}${c.red('✗ see above')}`,
   );
   return lines.join('\n');

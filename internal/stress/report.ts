@@ -82,19 +82,21 @@ export function formatStressReport(result: StressResult, color: boolean): string
       ` (${d.confirmed} CONFIRMED, ${d.rejected} REJECTED)`,
   );
 
-  const workers = Object.entries(result.deliveriesByWorker);
-  const most = Math.max(1, ...workers.map(([, n]) => n));
-  lines.push(`${label('workers')}${workers.length} shared the ${workers.reduce((s, [, n]) => s + n, 0)} deliveries`);
-  for (const [worker, count] of workers) {
-    const bar = '█'.repeat(Math.max(1, Math.round((count / most) * 24)));
-    lines.push(`${' '.repeat(12)}${worker.padEnd(10)} ${c.cyan(bar)} ${count}`);
+  if (result.transport === 'nats') {
+    lines.push(`${label('workers')}both services shared the work, NATS JetStream between them:`);
+    lines.push(...workerBars(c, 'order service relay workers published', result.publishedByWorker, 'event'));
+    lines.push(...workerBars(c, 'inventory service handlers took', result.deliveriesByWorker, 'message'));
+  } else {
+    const workers = Object.entries(result.deliveriesByWorker);
+    lines.push(`${label('workers')}${workers.length} shared the ${workers.reduce((s, [, n]) => s + n, 0)} deliveries`);
+    lines.push(...workerBars(c, '', result.deliveriesByWorker, ''));
   }
   lines.push(
     `${label('duplicates')}${result.duplicatesSkipped} skipped` +
       c.gray(result.duplicatesSkipped === 0 ? ' (a clean run redelivers nothing)' : ' (redeliveries recognised and ignored)'),
   );
 
-  lines.push(c.bold('stock'));
+  lines.push(c.bold(result.stockSource === 'inventory-database' ? "stock (the inventory service's database)" : 'stock'));
   for (const s of result.stock.filter((x) => x.before !== x.after || x.confirmedQuantity > 0)) {
     lines.push(
       `${' '.repeat(12)}${s.holds ? ok : bad} ${s.productId.padEnd(10)} ${s.before} → ${s.after}` +
@@ -109,4 +111,17 @@ export function formatStressReport(result: StressResult, color: boolean): string
     for (const problem of result.invariant.problems) lines.push(`${' '.repeat(12)}${c.red(`- ${problem}`)}`);
   }
   return lines.join('\n');
+}
+
+/** One bar per worker, under a heading when given (the NATS report has two groups). */
+function workerBars(c: InstanceType<typeof Chalk>, heading: string, counts: Record<string, number>, unit: string): string[] {
+  const workers = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
+  const total = workers.reduce((s, [, n]) => s + n, 0);
+  const lines = heading ? [`${' '.repeat(12)}${heading} ${total} ${unit}${total === 1 ? '' : 's'} (${workers.length} worker${workers.length === 1 ? '' : 's'}):`] : [];
+  const most = Math.max(1, ...workers.map(([, n]) => n));
+  for (const [worker, count] of workers) {
+    const bar = '█'.repeat(Math.max(1, Math.round((count / most) * 24)));
+    lines.push(`${' '.repeat(heading ? 14 : 12)}${worker.padEnd(heading ? 12 : 10)} ${c.cyan(bar)} ${count}`);
+  }
+  return lines;
 }

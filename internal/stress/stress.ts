@@ -1,8 +1,11 @@
 // The stress test: fire many orders at once through the public API, wait until the relay has
-// drained the outbox, then check the invariant the pattern promises. It only talks HTTP, so
-// it tests the running server exactly as users reach it.
+// drained the outbox, then check the invariant the pattern promises. In-process it only talks
+// HTTP, so it tests the running server exactly as users reach it. Over NATS the stock lives in
+// the inventory service's own database, which no order API shows: the stress test is a
+// verifier, so it reads that database directly (`inventory` below).
 import pLimit from 'p-limit';
 import type { ApiClient, ApiOrder, ApiStats } from '../client/api-client.ts';
+import type { TransportMode } from '../config/config.ts';
 
 export interface StressOptions {
   orders: number;
@@ -17,8 +20,27 @@ export interface StressOptions {
   userId: string;
 }
 
+/** What the stress test reads from the inventory service's database (TRANSPORT=nats). */
+export interface InventorySide {
+  read(): Promise<InventorySnapshot>;
+}
+
+export interface InventorySnapshot {
+  stock: Record<string, number>;
+  /** Messages its handlers took from the broker, by handler (processed_messages.handled_by: Inventory-N). */
+  handledBy: Record<string, number>;
+  duplicatesSkipped: number;
+  /** Replies (StockReserved / StockRejected) still in its outbox. */
+  replyOutbox: number;
+}
+
 export interface StressDeps {
   client: ApiClient;
+  /**
+   * TRANSPORT=nats: the inventory service's database, where stock, its inbox and its reply
+   * outbox are. Unset: in-process, where the order API's database holds all of it.
+   */
+  inventory?: InventorySide;
   /** Called after every response: how many are done, accepted and failed so far. */
   onProgress?: (done: number, accepted: number, failed: number) => void;
   /** Phases worth telling a watching user about. */
@@ -38,6 +60,9 @@ export interface ProductCheck {
 
 export interface StressResult {
   url: string;
+  transport: TransportMode;
+  /** Where the stock was read: the order API (in-process) or the inventory service's database. */
+  stockSource: 'order-api' | 'inventory-database';
   /** The userId on every order of this run. */
   userId: string;
   requested: number;
@@ -62,10 +87,16 @@ export interface StressResult {
     rejected: number;
     /** Accepted orders still PENDING, or not found at all, when the wait ended. */
     unsettled: number;
+    /** Events left in the order outbox, and over NATS in the inventory's reply outbox too. */
     outboxLeft: number;
   };
-  /** Deliveries made during this run, by worker. */
+  /**
+   * Deliveries that reached the consumer during this run, by who handed them over: the relay
+   * workers in-process (Worker-N), the inventory service's handlers over NATS (Inventory-N).
+   */
   deliveriesByWorker: Record<string, number>;
+  /** Over NATS: events the order service's relay workers published during this run (its /metrics). */
+  publishedByWorker: Record<string, number>;
   duplicatesSkipped: number;
   stock: ProductCheck[];
   invariant: { checked: boolean; holds: boolean; problems: string[] };
@@ -82,9 +113,9 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
 
   const products = await client.products();
   const productIds = options.productIds.length > 0 ? options.productIds : products.map((p) => p.id);
-  if (options.wait) await waitForQuietOutbox(client, options.waitTimeoutMs, phase, deps.signal);
-  const statsBefore = await client.stats();
-  const stockBefore = new Map((await client.products()).map((p) => [p.id, p.stock]));
+  const view = pipelineView(deps);
+  if (options.wait) await waitForQuietOutbox(view, options.waitTimeoutMs, phase, deps.signal);
+  const before = await view.snapshot();
 
   phase(`firing ${options.orders} orders, ${options.concurrency} at a time, at ${client.baseUrl}`);
   const limit = pLimit(options.concurrency);
@@ -120,6 +151,8 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
 
   const result: StressResult = {
     url: client.baseUrl,
+    transport: deps.inventory ? 'nats' : 'in-process',
+    stockSource: deps.inventory ? 'inventory-database' : 'order-api',
     userId: options.userId,
     requested: options.orders,
     concurrency: options.concurrency,
@@ -132,6 +165,7 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
     latencyMs: latencySummary(latencies),
     drain: { waited: false, drained: false, msAfterLastAccept: null, confirmed: 0, rejected: 0, unsettled: accepted.length, outboxLeft: 0 },
     deliveriesByWorker: {},
+    publishedByWorker: {},
     duplicatesSkipped: 0,
     stock: [],
     invariant: { checked: false, holds: false, problems: [] },
@@ -145,10 +179,9 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   }
 
   phase(`waiting for the outbox to drain and ${accepted.length} orders to settle`);
-  const settled = await waitForSettled(client, accepted, options.waitTimeoutMs, deps.signal);
-  const statsAfter = await client.stats();
-  const stockAfter = new Map((await client.products()).map((p) => [p.id, p.stock]));
-  const outboxLeft = outboxSize(statsAfter);
+  const settled = await waitForSettled(view, client, accepted, options.waitTimeoutMs, deps.signal);
+  const after = await view.snapshot();
+  const outboxLeft = after.outboxLeft;
   const confirmed = settled.filter((o) => o.status === 'CONFIRMED');
   const unsettled = accepted.length - settled.length;
 
@@ -161,12 +194,14 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
     unsettled,
     outboxLeft,
   };
-  result.deliveriesByWorker = difference(statsAfter.deliveriesByWorker, statsBefore.deliveriesByWorker);
-  result.duplicatesSkipped = statsAfter.duplicatesSkipped - statsBefore.duplicatesSkipped;
-  result.stock = [...stockBefore].map(([productId, before]) => {
-    const after = stockAfter.get(productId) ?? before;
+  result.deliveriesByWorker = difference(after.deliveredBy, before.deliveredBy);
+  result.publishedByWorker = difference(after.publishedBy, before.publishedBy);
+  result.duplicatesSkipped = after.duplicatesSkipped - before.duplicatesSkipped;
+  // Stock from the side that owns it; the confirmed quantities from the orders (the order database).
+  result.stock = Object.entries(before.stock).map(([productId, was]) => {
+    const now = after.stock[productId] ?? was;
     const confirmedQuantity = confirmed.filter((o) => o.productId === productId).reduce((sum, o) => sum + o.quantity, 0);
-    return { productId, before, after, confirmedQuantity, holds: before - after === confirmedQuantity };
+    return { productId, before: was, after: now, confirmedQuantity, holds: was - now === confirmedQuantity };
   });
 
   const problems: string[] = [];
@@ -175,19 +210,70 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
       `${check.productId}: stock fell by ${check.before - check.after} but this run's confirmed orders took ${check.confirmedQuantity}`,
     );
   }
+  if (!deps.inventory && confirmed.length > 0 && result.stock.every((c) => c.before === c.after)) {
+    problems.push('no stock moved in the order database: is the server running with TRANSPORT=nats? Then run the stress test with --transport nats');
+  }
   if (unsettled > 0) problems.push(`${unsettled} accepted order(s) not CONFIRMED or REJECTED after ${options.waitTimeoutMs} ms`);
-  if (outboxLeft > 0) problems.push(`${outboxLeft} event(s) still in the outbox`);
+  if (outboxLeft > 0) problems.push(`${outboxLeft} event(s) still in the outbox${deps.inventory ? 'es (order events and inventory replies)' : ''}`);
   result.invariant = { checked: true, holds: problems.length === 0, problems };
   result.ok = allAccepted && result.invariant.holds;
   return result;
 }
 
+/** The numbers the run compares before and after, from wherever each one lives. */
+interface Snapshot {
+  stock: Record<string, number>;
+  deliveredBy: Record<string, number>;
+  publishedBy: Record<string, number>;
+  duplicatesSkipped: number;
+  outboxLeft: number;
+}
+
+interface PipelineView {
+  snapshot(): Promise<Snapshot>;
+  /** Events not yet handed over, in every outbox of the pipeline. */
+  outboxLeft(): Promise<number>;
+}
+
+function pipelineView(deps: StressDeps): PipelineView {
+  const { client, inventory } = deps;
+  if (!inventory) {
+    // In-process: one database behind the order API holds the outbox, the inbox and the stock.
+    return {
+      async snapshot() {
+        const stats = await client.stats();
+        const stock = Object.fromEntries((await client.products()).map((p) => [p.id, p.stock]));
+        return { stock, deliveredBy: stats.deliveriesByWorker, publishedBy: {}, duplicatesSkipped: stats.duplicatesSkipped, outboxLeft: outboxSize(stats) };
+      },
+      outboxLeft: async () => outboxSize(await client.stats()),
+    };
+  }
+  // Over NATS: the order API for its outbox and its relay's publishes; the inventory's own
+  // database for the stock, the inbox (who handled what) and the reply outbox.
+  return {
+    async snapshot() {
+      const [stats, published, side] = await Promise.all([client.stats(), client.relayDeliveries(), inventory.read()]);
+      return {
+        stock: side.stock,
+        deliveredBy: side.handledBy,
+        publishedBy: published,
+        duplicatesSkipped: side.duplicatesSkipped,
+        outboxLeft: outboxSize(stats) + side.replyOutbox,
+      };
+    },
+    async outboxLeft() {
+      const [stats, side] = await Promise.all([client.stats(), inventory.read()]);
+      return outboxSize(stats) + side.replyOutbox;
+    },
+  };
+}
+
 /** Earlier events still in flight would move stock during our run and muddle the check. */
-async function waitForQuietOutbox(client: ApiClient, timeoutMs: number, phase: (m: string) => void, signal?: AbortSignal) {
+async function waitForQuietOutbox(view: PipelineView, timeoutMs: number, phase: (m: string) => void, signal?: AbortSignal) {
   const deadline = Date.now() + timeoutMs;
   let told = false;
   for (;;) {
-    const left = outboxSize(await client.stats());
+    const left = await view.outboxLeft();
     if (left === 0 || Date.now() > deadline || signal?.aborted) return;
     if (!told) phase(`waiting for ${left} earlier event(s) in the outbox to drain first`);
     told = true;
@@ -196,13 +282,15 @@ async function waitForQuietOutbox(client: ApiClient, timeoutMs: number, phase: (
 }
 
 /** Polls until the outbox is empty and every accepted order is settled; returns the settled ones. */
-async function waitForSettled(client: ApiClient, accepted: ApiOrder[], timeoutMs: number, signal?: AbortSignal): Promise<ApiOrder[]> {
+async function waitForSettled(
+  view: PipelineView, client: ApiClient, accepted: ApiOrder[], timeoutMs: number, signal?: AbortSignal,
+): Promise<ApiOrder[]> {
   const deadline = Date.now() + timeoutMs;
   const pending = new Set(accepted.map((o) => o.id));
   const settled: ApiOrder[] = [];
   for (;;) {
     // Cheap question first; the per-order lookups only once the relay says it is done.
-    if (outboxSize(await client.stats()) === 0 || Date.now() > deadline) {
+    if ((await view.outboxLeft()) === 0 || Date.now() > deadline) {
       for (const order of await client.orders([...pending])) {
         if (order.status !== 'PENDING') {
           pending.delete(order.id);

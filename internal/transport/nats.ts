@@ -52,7 +52,7 @@ export function createNatsPublisher(nc: NatsConnection, options: NatsPublisherOp
     async publish(message: Envelope) {
       if (closed) throw new AppError('TRANSPORT_CLOSED', 'the NATS publisher is closed');
       const call = js.publish(subjectFor(options.stream, message.eventType), JSON.stringify(message.payload), {
-        msgID: message.messageId,
+        msgID: message.natsMsgId ?? message.messageId,
         headers: envelopeHeaders(message),
         expect: { streamName: options.stream.name },
         timeout: options.timeoutMs,

@@ -13,6 +13,12 @@ export interface Envelope {
   payload: unknown;
   /** Context that travels with the event (string to string), e.g. a trace context. */
   headers?: Record<string, string>;
+  /**
+   * Broker-side de-duplication id (NATS: Nats-Msg-Id) when it must differ from messageId.
+   * Unset (always, for the relay): messageId. Only `npm run replay` sets it, to send a copy
+   * the broker cannot recognise and show that the consumer's inbox still skips it.
+   */
+  natsMsgId?: string;
 }
 
 /** An envelope as a subscriber hands it over. */
