@@ -6,6 +6,7 @@ import type { Pool } from '../db/pool.ts';
 import { StartupError } from '../errors/errors.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { forgetAllMessages } from '../inventory/processed.ts';
+import { clearStockAnswers } from '../inventory/replies.ts';
 import { restockAll, SEED_STOCK } from '../inventory/stock.ts';
 import { deleteAllOrders } from '../orders/orders.ts';
 import { clearDeadLetters } from '../outbox/dead-letters.ts';
@@ -32,6 +33,7 @@ export async function resetDemoData(pool: Pool): Promise<void> {
     await clearOutbox(tx);
     await clearDeadLetters(tx);
     await forgetAllMessages(tx);
+    await clearStockAnswers(tx);
     await deleteAllOrders(tx);
     await restockAll(tx, SEED_STOCK);
   });

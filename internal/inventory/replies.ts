@@ -48,3 +48,8 @@ async function recordAnswer(tx: Queryable, orderId: string, outcome: 'reserved' 
   );
   return rowCount === 1;
 }
+
+/** The demo's and chaos run's fresh start. */
+export async function clearStockAnswers(tx: Queryable): Promise<void> {
+  await tx.query('TRUNCATE stock_answers');
+}
