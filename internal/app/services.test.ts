@@ -119,6 +119,16 @@ describe('two services over NATS JetStream', () => {
     assert.equal(await count(inventoryDb, `SELECT count(*) FROM stock_answers WHERE order_id = '${body.id}'`), 1);
   });
 
+  it('the dashboard button "Place 50 orders" checks the stock where it is: the inventory service', async (t) => {
+    if (!services) return void (await skipUnlessNats(t));
+    const res = await fetch(`${services.orders.url}/dashboard/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(res.status, 200);
+    const result = (await res.json()) as { ok: boolean; confirmed: number; rejected: number; problems: string[] };
+    assert.deepEqual(result.problems, []);
+    assert.equal(result.ok, true);
+    assert.equal(result.confirmed + result.rejected, 50); // gizmo was left with 1 in stock above
+  });
+
   it('a poison OrderCreated is dead-lettered in the inventory database and not delivered again', async (t) => {
     if (!services || !nats) return void (await skipUnlessNats(t));
     const messageId = randomUUID();

@@ -15,7 +15,7 @@ import { serverNames } from '../http/guard.ts';
 import { teeLogger, type Logger } from '../log/logger.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { createBrokerStatsReader } from '../stats/broker.ts';
-import { createRemoteInventoryReader } from '../stats/inventory-remote.ts';
+import { createRemoteInventoryReader, remoteInventorySide } from '../stats/inventory-remote.ts';
 import { createStatsReader, type StatsReader } from '../stats/reader.ts';
 import { withBrokerHop } from '../stats/services.ts';
 import type { Relay } from '../relay/relay.ts';
@@ -140,6 +140,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   const lessons = createLessons({
     pool: db.pool,
     consumer: workers.consumer,
+    inventory: broker ? remoteInventorySide(inventoryServiceUrl(config), 10_000) : undefined,
     logger,
     serverUrl: () => selfUrl,
     nudge: () => relay.nudge(),

@@ -7,7 +7,7 @@ import { AppError } from '../errors/errors.ts';
 import type { InventoryConsumer } from '../inventory/consumer.ts';
 import type { Logger } from '../log/logger.ts';
 import { runReplay } from '../replay/replay.ts';
-import { runStressTest } from '../stress/stress.ts';
+import { runStressTest, type InventorySide } from '../stress/stress.ts';
 
 export interface OrdersLessonResult {
   accepted: number;
@@ -37,6 +37,8 @@ export interface LessonDeps {
   pool: Pool;
   /** The in-process consumer; undefined when the inventory is another service (TRANSPORT=nats). */
   consumer: InventoryConsumer | undefined;
+  /** TRANSPORT=nats: where "Place 50 orders" reads the stock (the inventory service). */
+  inventory?: InventorySide;
   logger: Logger;
   /** This server's own URL; known only once it listens. */
   serverUrl: () => string;
@@ -66,7 +68,7 @@ export function createLessons(deps: LessonDeps): Lessons {
         log.info(`button: placing ${count} orders at once through POST /orders`);
         const result = await runStressTest(
           { orders: count, concurrency: count, quantity: 1, productIds: [], wait: true, waitTimeoutMs: WAIT_TIMEOUT_MS, userId: 'dashboard' },
-          { client: createApiClient(deps.serverUrl()) },
+          { client: createApiClient(deps.serverUrl()), inventory: deps.inventory },
         );
         return {
           accepted: result.accepted,

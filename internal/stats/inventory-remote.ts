@@ -2,6 +2,8 @@
 // with a short timeout through a single-flight cache. In that mode the stock lives only in the
 // inventory's database; the order database's products table is only the catalog. Never
 // rejects: a service that does not answer is "inventory service unreachable".
+import { AppError } from '../errors/errors.ts';
+import type { InventorySide } from '../stress/stress.ts';
 import { cachedRead } from './cached.ts';
 import type { InventoryStats } from './inventory.ts';
 
@@ -30,4 +32,24 @@ export function createRemoteInventoryReader(baseUrl: string, options: { timeoutM
     }
   }
   return cachedRead(load, options.cacheMs);
+}
+
+/**
+ * The same numbers from the inventory service's GET /stats, for a process that must not read
+ * the inventory's database: the order service's dashboard button (TRANSPORT=nats).
+ */
+export function remoteInventorySide(inventoryUrl: string, timeoutMs: number): InventorySide {
+  const reader = createRemoteInventoryReader(inventoryUrl, { timeoutMs, cacheMs: 0 });
+  return {
+    async read() {
+      const stats = await reader.read();
+      if (!stats.reachable) throw new AppError('CONFLICT', `the inventory service does not answer at ${stats.from} (${stats.detail}): is npm run inventory running?`);
+      return {
+        stock: Object.fromEntries(stats.products.map((p) => [p.id, p.stock])),
+        handledBy: stats.consumed.deliveriesBy,
+        duplicatesSkipped: stats.consumed.duplicatesSkipped,
+        replyOutbox: stats.replyOutbox.pending,
+      };
+    },
+  };
 }
