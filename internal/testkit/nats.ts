@@ -87,7 +87,7 @@ export interface TestNatsCluster {
 
 /**
  * `size` nats-server processes routed to each other with JetStream clustering; resolves once
- * JetStream answers (the meta leader election takes seconds).
+ * a stream can be placed on all of them (the meta leader election takes seconds).
  */
 export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promise<TestNatsCluster> {
   const clientPorts: number[] = [];
@@ -116,7 +116,7 @@ export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promis
       nodes.push({ url: `nats://127.0.0.1:${clientPorts[i]}`, name, kill: () => server.end('SIGKILL'), restart: () => server.start() });
     }
     const urls = nodes.map((node) => node.url);
-    await untilJetStreamAnswers(urls, timeoutMs);
+    await untilJetStreamPlaces(urls, size, timeoutMs);
     return {
       urls,
       nodes,
@@ -132,22 +132,29 @@ export async function startTestNatsCluster(size = 3, timeoutMs = 60_000): Promis
   }
 }
 
-async function untilJetStreamAnswers(urls: string[], timeoutMs: number): Promise<void> {
+/**
+ * Until a stream with `replicas` copies can be created (and is removed again). JetStream
+ * answering is not enough: until every peer has joined the meta group, creating an R3 stream
+ * fails with "no suitable peers for placement" (10005).
+ */
+async function untilJetStreamPlaces(urls: string[], replicas: number, timeoutMs: number): Promise<void> {
   const nc = await connect({ servers: urls });
   try {
     const deadline = Date.now() + timeoutMs;
+    const probe = `READY_${randomBytes(4).toString('hex')}`;
     let last: unknown;
     while (Date.now() < deadline) {
       try {
         const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-        await jsm.getAccountInfo();
+        await jsm.streams.add({ name: probe, subjects: [`${probe.toLowerCase()}.>`], num_replicas: replicas });
+        await jsm.streams.delete(probe);
         return;
       } catch (error) {
         last = error;
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     }
-    throw new Error(`the NATS cluster's JetStream did not answer within ${timeoutMs} ms: ${(last as Error)?.message}`);
+    throw new Error(`the NATS cluster could not place a stream on ${replicas} nodes within ${timeoutMs} ms: ${(last as Error)?.message}`);
   } finally {
     await nc.close();
   }
