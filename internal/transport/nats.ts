@@ -170,6 +170,7 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
           return undefined;
         });
         if (!current) continue;
+        if (stopping) return void (await current.close().catch(() => undefined)); // close() began meanwhile
         log.child('NATS').info(`consumer "${options.durable}" on ${options.stream}: consuming again`);
         restarts = 0;
       }
