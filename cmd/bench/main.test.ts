@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { testAdminDatabaseUrl } from '../../internal/config/config.ts';
+import { natsAvailable } from '../../internal/testkit/nats.ts';
 import { runScript } from '../../internal/testkit/process.ts';
 
 describe('npm run bench', () => {
@@ -12,7 +13,7 @@ describe('npm run bench', () => {
     const bench = runScript(
       'cmd/bench/main.ts',
       ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--high-rate', '80', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000',
-        '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--json'],
+        '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--nats-events', '200', '--json'],
       // A retention shorter than the retry path makes the server child warn at start-up: its log
       // lines must go to stderr, never into the JSON on stdout.
       { DATABASE_URL: adminUrl, INBOX_RETENTION: '1s', REPLAY_COPY_RETENTION: '1s' },
@@ -42,6 +43,17 @@ describe('npm run bench', () => {
     assert.equal(readers.alone.count + readers.withReaders.count, 200);
     assert.equal(readers.alone.non201 + readers.withReaders.non201, 0, 'every order accepted');
     assert.ok(readers.withReaders.readsPerSecond > 0 && readers.withReaders.readFailures === 0, JSON.stringify(readers.withReaders));
+    if (await natsAvailable()) {
+      const transports = result.transports;
+      assert.deepEqual(transports.sides.map((s: { mode: string }) => s.mode), ['in-process', 'nats']);
+      for (const side of transports.sides) {
+        assert.ok(side.drainPerSecond > 0, JSON.stringify(side));
+        assert.equal(side.latency.missing, 0, `${side.mode}: every order placed settled`);
+        assert.equal(side.latency.count, 50, `${side.mode}: 50 orders/s for 1 s`);
+      }
+    } else {
+      assert.equal(result.transports, undefined, 'without nats-server the part is skipped, not failed');
+    }
     assert.equal(result.ok, result.targets.every((t: { met: boolean }) => t.met));
     assert.equal(code, result.ok ? 0 : 1);
 

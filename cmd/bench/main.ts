@@ -9,7 +9,7 @@ import { createConsoleLogger } from '../../internal/log/logger.ts';
 
 const d = BENCH_DEFAULTS;
 const options = new Command('bench')
-  .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory, an old snapshot, stats readers')
+  .description('relay throughput vs its ceiling, wake-up latency, API throughput vs direct, server memory, an old snapshot, stats readers, in-process vs NATS')
   .option('--events <n>', 'pre-filled events the relay drains, per mode', positiveInt, d.events)
   .option('--rounds <n>', 'relay and ceiling runs per mode, alternating; best of each', positiveInt, d.rounds)
   .option('--workers <n>', 'relay workers (and ceiling connections)', positiveInt, d.workers)
@@ -27,13 +27,14 @@ const options = new Command('bench')
   .option('--readers <n>', 'clients looping on GET /stats', positiveInt, d.readers)
   .option('--reader-orders <n>', 'orders per readers run (alone and with readers, each round)', positiveInt, d.readerOrders)
   .option('--reader-concurrency <n>', 'orders in flight in the readers runs', positiveInt, d.readerConcurrency)
+  .option('--nats-events <n>', 'orders per drain in the in-process vs NATS part, per mode', positiveInt, d.natsEvents)
   .option('--only <part...>', `only these parts (space- or comma-separated): ${BENCH_PARTS.join(', ')} (default: all)`, parts)
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
     events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; highRate: number; latencySeconds: number;
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; snapshotEvents: number; readerRows: number;
-    readers: number; readerOrders: number; readerConcurrency: number; only?: BenchPart[]; json?: boolean;
+    readers: number; readerOrders: number; readerConcurrency: number; natsEvents: number; only?: BenchPart[]; json?: boolean;
   }>();
 
 const config = orExit(() => loadConfig(), 'benchmark could not start');

@@ -3,11 +3,13 @@
 import os from 'node:os';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
+import { natsServerBinary } from '../nats/server.ts';
 import { explainClaim } from '../outbox/outbox.ts';
 import { measureApi, type ApiResult } from './api.ts';
 import { measureCommitRate, type CommitRate } from './commit-rate.ts';
 import { openBenchDatabases } from './databases.ts';
 import { measureLatency, type LatencyResult } from './latency.ts';
+import { measureNatsMode, type NatsModeResult } from './nats-mode.ts';
 import { measureOldSnapshot, type SnapshotResult } from './old-snapshot.ts';
 import { measureStatsReaders, type ReadersResult } from './stats-readers.ts';
 import { measureOrderWrite, type OrderWriteResult } from './order-write.ts';
@@ -40,11 +42,13 @@ export interface BenchOptions {
   /** Orders per run of the readers scenario (alone, then with readers, each round), and how many in flight. */
   readerOrders: number;
   readerConcurrency: number;
+  /** Orders per drain of the in-process vs NATS part (each mode, each round). */
+  natsEvents: number;
   /** Only these parts (all when empty): quick runs while tuning one of them. */
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers', 'nats'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -65,6 +69,7 @@ export const BENCH_DEFAULTS: BenchOptions = {
   readers: 40,
   readerOrders: 2_000,
   readerConcurrency: 8,
+  natsEvents: 5_000,
   only: [],
 };
 
@@ -83,6 +88,8 @@ export interface BenchResult {
   oldSnapshot: SnapshotResult | undefined;
   /** POST /orders with and without clients looping on GET /stats, over a long history. */
   statsReaders: ReadersResult | undefined;
+  /** The same drain and latency in-process and over NATS JetStream: numbers to show, no target. */
+  transports: NatsModeResult | undefined;
   targets: TargetCheck[];
   ok: boolean;
   durationMs: number;
@@ -160,6 +167,18 @@ export async function runBenchmark(
       );
     }
 
+    let transports: NatsModeResult | undefined;
+    // Part of "all" only where nats-server is installed; asked for by name, it must run.
+    const natsPossible = options.only.includes('nats') || (await natsServerBinary()) !== undefined;
+    if (wanted('nats') && !natsPossible) phase('in-process vs NATS: skipped, nats-server not installed (apt-get install nats-server)');
+    if (wanted('nats') && natsPossible) {
+      phase(
+        `in-process vs NATS: drain ${options.natsEvents} orders to settled, then ${options.rate} orders/s for ${options.latencyMs / 1000} s, ` +
+          `${options.rounds} alternating round(s), a local nats-server`,
+      );
+      transports = await measureNatsMode(databases, settings, { events: options.natsEvents, rate: options.rate, durationMs: options.latencyMs, rounds: options.rounds }, deps.logger);
+    }
+
     const targets = evaluateTargets({ throughput, latency, api, orderWrite, statsReaders });
     return {
       machine: {
@@ -178,6 +197,7 @@ export async function runBenchmark(
       claimPlan,
       oldSnapshot,
       statsReaders,
+      transports,
       targets,
       ok: targets.every((t) => t.met),
       durationMs: performance.now() - started,

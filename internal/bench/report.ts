@@ -2,6 +2,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { ApiResult } from './api.ts';
 import type { BenchResult } from './bench.ts';
+import type { NatsModeResult } from './nats-mode.ts';
 import type { SnapshotResult } from './old-snapshot.ts';
 import type { ReadersResult } from './stats-readers.ts';
 import type { OrderWriteResult } from './order-write.ts';
@@ -40,6 +41,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   if (result.oldSnapshot) rows.push(...snapshotRows(result.oldSnapshot));
   if (result.statsReaders) rows.push(...readersRows(result.statsReaders, c));
   if (result.orderWrite) rows.push(orderWriteRow(result.orderWrite));
+  if (result.transports) rows.push(...transportRows(result.transports, c));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -62,6 +64,21 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);
   lines.push(`${verdict} · ${(result.durationMs / 1000).toFixed(0)} s in all`);
   return lines.join('\n');
+}
+
+function transportRows(t: NatsModeResult, c: ChalkInstance): Array<[string, string]> {
+  const rows: Array<[string, string]> = [];
+  for (const side of t.sides) {
+    const label = side.mode === 'nats' ? 'NATS JetStream (two services)' : 'in-process';
+    const missing = side.latency.missing > 0 ? c.red(` · ${side.latency.missing} not settled`) : '';
+    rows.push([`${label}, drain of ${rate(t.events)} orders (best of ${t.rounds})`, `${rate(side.drainPerSecond)} orders settled/s`]);
+    rows.push([
+      `${label}, commit → settled, ${t.rate} orders/s`,
+      `p50 ${ms(side.latency.p50)} · p95 ${ms(side.latency.p95)} · p99 ${ms(side.latency.p99)} (${side.latency.count} orders)${missing}`,
+    ]);
+  }
+  rows.push(['  NATS / in-process drain', `ratio ${t.drainRatio.toFixed(2)}`]);
+  return rows;
 }
 
 function snapshotRows(s: SnapshotResult): Array<[string, string]> {

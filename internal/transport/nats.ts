@@ -17,6 +17,8 @@ const EVENT_TYPE = 'Event-Type';
 const AGGREGATE_ID = 'Aggregate-Id';
 /** Past maxDeliveries × this, a message is dead-lettered without trying it again. */
 const CRASH_LOOP_FACTOR = 2;
+/** How long one pull request waits on the server; see open() in createNatsSubscriber. */
+const PULL_EXPIRES_MS = 5_000;
 const ENVELOPE_HEADERS = new Set([MESSAGE_ID, EVENT_TYPE, AGGREGATE_ID].map((h) => h.toLowerCase()));
 
 /** Connects and keeps reconnecting for ever: a broker restart is an outage, not the end. */
@@ -146,25 +148,76 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
     }
   }
 
+  /** Takes messages from `messages` until it ends; hands each to a free handler. */
+  async function drain(messages: ConsumerMessages, handler: Handler): Promise<void> {
+    for await (const msg of messages) {
+      if (stopping) {
+        msg.nak(); // taken after close began: hand it straight back
+        continue;
+      }
+      while (freeNames.length === 0) await Promise.race(running);
+      const name = freeNames.shift()!;
+      const run = handleOne(msg, handler, name).finally(() => {
+        running.delete(run);
+        freeNames.push(name);
+      });
+      running.add(run);
+    }
+  }
+
+  /** Status the client reports while consuming that an operator should see. */
+  async function watch(messages: ConsumerMessages): Promise<void> {
+    for await (const status of messages.status()) {
+      if (status.type === 'heartbeats_missed' && status.count === 2) {
+        log.child('NATS').warn(`consumer "${options.durable}": no heartbeat from ${options.stream}'s consumer leader; pulling again`);
+      } else if (status.type === 'consumer_not_found' || status.type === 'stream_not_found' || status.type === 'consumer_deleted') {
+        log.child('NATS').warn(`consumer "${options.durable}" on ${options.stream}: ${status.type.replaceAll('_', ' ')}; waiting for it`);
+      }
+    }
+  }
+
+  /**
+   * The client ends the message iterator on errors it deems final (a bad request, a failed
+   * subscription, the connection closed under it). The subscriber must not end with it while
+   * the service runs: it gets the consumer again and consumes again, after a pause.
+   */
+  async function consumeUntilClosed(handler: Handler, first: ConsumerMessages): Promise<void> {
+    let current: ConsumerMessages | undefined = first;
+    for (let restarts = 0; !stopping; restarts += 1) {
+      if (!current) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** restarts, 5_000)));
+        if (stopping) return;
+        current = await open().catch((error: unknown) => {
+          log.child('NATS').warn(`consumer "${options.durable}" on ${options.stream}: could not consume again (${describe(error)}); retrying`);
+          return undefined;
+        });
+        if (!current) continue;
+        if (stopping) return void (await current.close().catch(() => undefined)); // close() began meanwhile
+        log.child('NATS').info(`consumer "${options.durable}" on ${options.stream}: consuming again`);
+        restarts = 0;
+      }
+      const ended = await drain(current, handler).then(() => 'ended', (error: unknown) => describe(error));
+      if (stopping) return;
+      log.child('NATS').warn(`consumer "${options.durable}" on ${options.stream}: the message stream stopped (${ended}); consuming again`);
+      current = undefined;
+    }
+  }
+
+  async function open(): Promise<ConsumerMessages> {
+    const consumer = await js.consumers.get(options.stream, options.durable);
+    // A pull request lives on the consumer's leader. When that node dies, the request dies
+    // with it, and the client notices only after two missed heartbeats (expires / 2 each):
+    // short pulls bound that stall after a leader change to a few seconds instead of 30.
+    const opened = await consumer.consume({ max_messages: options.concurrency, expires: PULL_EXPIRES_MS });
+    messages = opened;
+    void watch(opened).catch(() => undefined);
+    return opened;
+  }
+
   return {
     async start(handler) {
-      const consumer = await js.consumers.get(options.stream, options.durable);
-      messages = await consumer.consume({ max_messages: options.concurrency });
-      loop = (async () => {
-        for await (const msg of messages!) {
-          if (stopping) {
-            msg.nak(); // taken after close began: hand it straight back
-            continue;
-          }
-          while (freeNames.length === 0) await Promise.race(running);
-          const name = freeNames.shift()!;
-          const run = handleOne(msg, handler, name).finally(() => {
-            running.delete(run);
-            freeNames.push(name);
-          });
-          running.add(run);
-        }
-      })();
+      const first = await open();
+      loop = consumeUntilClosed(handler, first);
     },
     async close() {
       stopping = true;
