@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'POISON_MESSAGE'
   | 'DATABASE_UNAVAILABLE'
   | 'TRANSPORT_CLOSED'
+  /** The broker cannot be reached or did not answer in time: an outage, retried without counting. */
+  | 'TRANSPORT_UNAVAILABLE'
   | 'INTERNAL';
 
 export class AppError extends Error {

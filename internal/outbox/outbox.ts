@@ -290,6 +290,23 @@ export async function retryLater(
 }
 
 /**
+ * Gives an event back after a failure that was not its own (the broker unreachable): later by
+ * a fixed `delayMs`, attempt uncounted, so an outage of any length dead-letters nothing.
+ * Returns false when the lease was lost meanwhile.
+ */
+export async function retryUncounted(db: Queryable, event: Pick<OutboxEvent, 'id'>, token: string, error: string, delayMs: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE outbox
+        SET available_at = now() + $4::float8 * interval '1 millisecond',
+            locked_by = NULL, lock_token = NULL, locked_until = NULL,
+            attempts = greatest(attempts - 1, 0), last_error = left($3, 2000)
+      WHERE id = $1 AND lock_token = $2`,
+    [event.id, token, error, delayMs],
+  );
+  return rowCount === 1;
+}
+
+/**
  * Hands back claimed events that were never started (shutdown, or too little lease left to
  * start them): available now, attempt uncounted.
  */
@@ -413,6 +430,7 @@ export interface OutboxStore {
   claim(workerName: string): Promise<Claim>;
   complete(ids: readonly string[], token: string): Promise<number>;
   retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
+  retryUncounted(event: OutboxEvent, token: string, error: string, delayMs: number): Promise<boolean>;
   deadLetter(event: OutboxEvent, token: string, error: string): Promise<boolean>;
   release(ids: readonly string[], token: string): Promise<number>;
 }
@@ -431,6 +449,7 @@ export function createOutboxStore(db: Queryable, options: OutboxStoreOptions): O
     claim: (workerName) => claimEvents(db, { workerName, batchSize: options.batchSize, leaseMs: options.leaseMs }),
     complete: (ids, token) => completeEvents(db, ids, token),
     retryLater: (event, token, error) => retryLater(db, event, token, error, backoff),
+    retryUncounted: (event, token, error, delayMs) => retryUncounted(db, event, token, error, delayMs),
     deadLetter: (event, token, error) => moveToDeadLetters(db, event, token, error),
     release: (ids, token) => releaseEvents(db, ids, token),
   };

@@ -86,6 +86,7 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
       },
       complete: async (ids) => (await db.pool.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids])).rowCount ?? 0,
       retryLater: async () => 0,
+      retryUncounted: async () => false,
       deadLetter: async () => false,
       release: async () => 0,
     };

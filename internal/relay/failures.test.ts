@@ -2,6 +2,7 @@
 // kill the process mid-delivery, stalled workers. Real consumer, real PostgreSQL.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { AppError } from '../errors/errors.ts';
 import { createInventoryConsumer, type InventoryConsumer } from '../inventory/consumer.ts';
 import { setStock, stockOf } from '../inventory/stock.ts';
 import { createMemoryLogger, createSilentLogger } from '../log/logger.ts';
@@ -25,7 +26,7 @@ beforeEach(async () => {
 
 const realDeliver: Deliver = (event, worker) => consumer.handle(event, worker);
 
-function relay(deliver: Deliver, options: { leaseMs?: number; hooks?: RelayHooks; logger?: ReturnType<typeof createMemoryLogger> } = {}) {
+function relay(deliver: Deliver, options: { leaseMs?: number; hooks?: RelayHooks; logger?: ReturnType<typeof createMemoryLogger>; transportRetryMs?: number } = {}) {
   return new Relay(
     {
       // Backoff of 1 ms so the retries of this test happen at once; the policy is what is tested.
@@ -34,7 +35,7 @@ function relay(deliver: Deliver, options: { leaseMs?: number; hooks?: RelayHooks
       logger: options.logger ?? createSilentLogger(),
       hooks: options.hooks,
     },
-    { workers: 1, pollIntervalMs: 20, maxAttempts: 5 },
+    { workers: 1, pollIntervalMs: 20, maxAttempts: 5, transportRetryMs: options.transportRetryMs },
   );
 }
 
@@ -72,6 +73,21 @@ describe('bounded retries', () => {
       { attempts: 5, last_error: 'failed 5 times; last: downstream timeout #5', aggregate_id: orderId },
     ]);
     assert.equal((await rows(`SELECT status FROM orders`))[0].status, 'PENDING', 'nothing was applied');
+  });
+
+  it('a broker that is down (TRANSPORT_UNAVAILABLE) is an outage, not the message\'s fault: its attempts are not counted, it is never dead-lettered for it', async () => {
+    await order(2);
+    let calls = 0;
+    // Twice MAX_ATTEMPTS publishes while the broker is away, then it is back.
+    const flaky = relay(async (event, worker) => {
+      calls += 1;
+      if (calls <= 10) throw new AppError('TRANSPORT_UNAVAILABLE', `broker unavailable: timeout #${calls}`);
+      return consumer.handle(event, worker);
+    }, { transportRetryMs: 1 });
+    await untilOutboxEmpty(flaky);
+    assert.equal(calls, 11);
+    assert.equal((await rows('SELECT 1 FROM dead_letters')).length, 0);
+    assert.equal((await rows(`SELECT status FROM orders`))[0].status, 'CONFIRMED');
   });
 
   it('re-drives dead letters once the cause is fixed: delivered and applied once', async () => {

@@ -37,6 +37,11 @@ export interface RelayOptions {
    * delivery only with this much lease left, plus a margin. Default: half the lease.
    */
   deliveryTimeoutMs?: number;
+  /**
+   * How long an event waits after a publish failed because the broker is unreachable
+   * (TRANSPORT_UNAVAILABLE). Such a failure is not counted as an attempt. Default 2 s.
+   */
+  transportRetryMs?: number;
 }
 
 /**
@@ -73,6 +78,7 @@ export interface RelayObserver {
 
 const MAX_ERROR_BACKOFF_MS = 5_000;
 const DEFAULT_MAX_ATTEMPTS = 5;
+const DEFAULT_TRANSPORT_RETRY_MS = 2_000;
 
 export class Relay {
   private stopping = false;
@@ -337,6 +343,15 @@ export class Relay {
     const message = error instanceof Error ? error.message : String(error);
     // A poison message can never succeed, so retrying it only delays the events behind it.
     if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(name, log, token, event, `poison message: ${message}`);
+    // The broker being away is an outage, like the database being away: the event is not at
+    // fault, so the attempt does not count and no outage, however long, dead-letters it.
+    if (isAppError(error, 'TRANSPORT_UNAVAILABLE')) {
+      const delayMs = this.options.transportRetryMs ?? DEFAULT_TRANSPORT_RETRY_MS;
+      const kept = await this.deps.store.retryUncounted(event, token, message, delayMs).catch(() => false);
+      log.warn(`could not publish ${event.messageId}: ${message}; attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s`);
+      if (!kept) log.warn(`${event.messageId}: not recorded (lease lost or database away); it comes back when its lease ends`);
+      return;
+    }
     if (event.attempts >= this.maxAttempts) {
       return this.giveUp(name, log, token, event, `failed ${event.attempts} times; last: ${message}`);
     }

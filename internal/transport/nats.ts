@@ -63,6 +63,8 @@ export function createNatsPublisher(nc: NatsConnection, options: NatsPublisherOp
       try {
         const ack = await call;
         return ack.duplicate ? 'duplicate' : 'published';
+      } catch (error) {
+        throw brokerUnavailable(error) ?? error;
       } finally {
         inFlight.delete(call);
       }
@@ -226,6 +228,22 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
       await Promise.allSettled([...running]);
     },
   };
+}
+
+// Failures that say "the broker is not there right now" (disconnected, no JetStream answering
+// during a restart or a leader election, no acknowledgement in time), not "this message is wrong".
+const OUTAGE_ERRORS = new Set([
+  'TimeoutError', 'NoRespondersError', 'JetStreamNotEnabled', 'ClosedConnectionError',
+  'DrainingConnectionError', 'ConnectionError', 'RequestError',
+]);
+const JS_TEMPORARILY_UNAVAILABLE = 10008;
+
+/** TRANSPORT_UNAVAILABLE for an outage, so the relay retries without counting an attempt. */
+function brokerUnavailable(error: unknown): AppError | undefined {
+  const e = error as { name?: string; code?: unknown; message?: string };
+  if (!(error instanceof Error)) return undefined;
+  if (!OUTAGE_ERRORS.has(e.name ?? '') && e.code !== JS_TEMPORARILY_UNAVAILABLE) return undefined;
+  return new AppError('TRANSPORT_UNAVAILABLE', `broker unavailable (${e.name}: ${e.message})`, undefined, { cause: error });
 }
 
 /** The outbox event's identity goes in headers; its payload is the body (JSON). */

@@ -219,6 +219,26 @@ describe('transport contract', () => {
       await subscriber.close();
     });
 
+    it('a publish while the broker is down rejects with TRANSPORT_UNAVAILABLE (an outage the relay retries uncounted)', async (t) => {
+      if (!nc) return void (await skipUnlessNats(t));
+      const own = await startTestNatsServer();
+      const conn = await connectNats(own.url, 'outage-test', quiet);
+      try {
+        const name = `T${randomUUID().slice(0, 8)}`;
+        const stream = { name, subjects: [`${name.toLowerCase()}.>`] };
+        await ensureStream(await jetstreamManager(conn), stream, { duplicateWindowMs: 60_000, replicas: 1 });
+        const publisher = createNatsPublisher(conn, { stream, timeoutMs: 500 });
+        assert.equal(await publisher.publish(envelope(), 'Worker-1'), 'published');
+        await own.kill();
+        await assert.rejects(publisher.publish(envelope(), 'Worker-1'), (e) => isAppError(e, 'TRANSPORT_UNAVAILABLE'));
+        await own.restart();
+        await eventually('published again once it is back', async () => (await publisher.publish(envelope(), 'Worker-1').catch(() => 'failed')) === 'published', 20_000);
+      } finally {
+        await conn.close();
+        await own.stop();
+      }
+    });
+
     it('a dead-letter sink that fails keeps the message in the broker: it comes again and is recorded then', async (t) => {
       if (!nc) return void (await skipUnlessNats(t));
       const name = `T${randomUUID().slice(0, 8)}`;
