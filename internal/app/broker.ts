@@ -4,6 +4,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Config } from '../config/config.ts';
+import { StartupError } from '../errors/errors.ts';
 import { recordReceivedDeadLetter } from '../outbox/dead-letters.ts';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../log/logger.ts';
@@ -34,7 +35,7 @@ export async function openBroker(config: Config, logger: Logger, clientName: str
   );
   let nc: NatsConnection | undefined;
   try {
-    nc = await connectNats(server.url, clientName, logger);
+    nc = await connectNats(server.url, clientName, logger, config.broker.connectTimeoutMs);
     const jsm = await jetstreamManager(nc);
     const streams = { duplicateWindowMs: config.broker.duplicateWindowMs, replicas: config.broker.replicas };
     await ensureStream(jsm, ORDERS_STREAM, streams);
@@ -46,7 +47,7 @@ export async function openBroker(config: Config, logger: Logger, clientName: str
   } catch (error) {
     await nc?.close().catch(() => undefined);
     await server.close();
-    throw error;
+    throw topologyError(error);
   }
   const connection = nc;
   log.info(
@@ -86,4 +87,17 @@ export function deadLetterSink(pool: Pool, stream: string): DeadLetterSink {
       { stream, messageId: message.messageId, eventType: message.eventType, aggregateId: message.aggregateId, payload: message.payload, deliveries: message.deliveryCount },
       error,
     );
+}
+
+/** JetStream refusing the streams or consumers is a set-up problem: one line, with the likely cause. */
+function topologyError(error: unknown): unknown {
+  if (error instanceof StartupError || !(error instanceof Error)) return error;
+  const hint = /no suitable peers/i.test(error.message)
+    ? ' — the cluster is still forming, or has fewer nodes than NATS_REPLICAS; start again in a few seconds'
+    : /jetstream is not enabled|JetStreamNotEnabled/i.test(`${error.name} ${error.message}`)
+      ? ' — the server at NATS_URL runs without JetStream (start it with -js)'
+      : /replicas > 1 not supported/i.test(error.message)
+        ? ' — NATS_REPLICAS above 1 needs a clustered server'
+        : '';
+  return new StartupError('NATS_START_FAILED', `JetStream refused the streams and consumers: ${error.message}${hint}`, { cause: error });
 }

@@ -312,6 +312,8 @@ export interface BrokerConfig {
   ackWaitMs: number;
   /** How long a publish waits for the stream's acknowledgement (NATS_PUBLISH_TIMEOUT_MS). */
   publishTimeoutMs: number;
+  /** How long a starting service tries to reach NATS before it gives up (NATS_CONNECT_TIMEOUT). */
+  connectTimeoutMs: number;
   /** The inventory service's own database; unset: `outbox_demo_inventory` beside the order database. */
   inventoryDatabaseUrl: string | undefined;
   /** The inventory service's HTTP port (health, metrics, stats). */
@@ -328,6 +330,7 @@ export const BROKER_DEFAULTS = {
   replicas: 1,
   ackWaitMs: 30_000,
   publishTimeoutMs: 5_000,
+  connectTimeoutMs: 30_000,
   inventoryPort: 8081,
   statsTimeoutMs: 1_000,
 } as const;
@@ -340,6 +343,7 @@ function brokerConfig(env: Env): BrokerConfig {
     replicas: int(env, 'NATS_REPLICAS', BROKER_DEFAULTS.replicas, 1, 5),
     ackWaitMs: duration(env, 'NATS_ACK_WAIT', BROKER_DEFAULTS.ackWaitMs, SECOND, 3_600_000),
     publishTimeoutMs: int(env, 'NATS_PUBLISH_TIMEOUT_MS', BROKER_DEFAULTS.publishTimeoutMs, 100, 600_000),
+    connectTimeoutMs: duration(env, 'NATS_CONNECT_TIMEOUT', BROKER_DEFAULTS.connectTimeoutMs, SECOND, 3_600_000),
     inventoryDatabaseUrl: nonEmpty(env.INVENTORY_DATABASE_URL),
     inventoryPort: int(env, 'INVENTORY_PORT', BROKER_DEFAULTS.inventoryPort, 0, 65535),
     inventoryUrl: httpUrl(env, 'INVENTORY_URL'),
@@ -383,6 +387,9 @@ export function longestRetryPathMs(config: Pick<Config, 'leaseMs' | 'maxAttempts
 function validateBroker(config: Config): void {
   if (config.consumerMode === 'batch') {
     throw new ConfigError('CONSUMER_MODE=batch works with TRANSPORT=in-process only: over NATS each message is acknowledged on its own');
+  }
+  if (config.broker.replicas > 1 && !config.broker.natsUrl) {
+    throw new ConfigError(`NATS_REPLICAS=${config.broker.replicas} needs a cluster: set NATS_URL to its nodes (the local nats-server is a single node)`);
   }
   const span = longestRetryPathMs(config);
   if (config.broker.duplicateWindowMs < span) {

@@ -72,7 +72,9 @@ export type StartupErrorCode =
   /** TRANSPORT=nats without NATS_URL, and no nats-server binary to start a local broker. */
   | 'NATS_SERVER_MISSING'
   /** The local nats-server could not be started or attached to (port taken, no JetStream, it died). */
-  | 'NATS_START_FAILED';
+  | 'NATS_START_FAILED'
+  /** NATS_URL (or the local server) did not accept a connection before the start-up deadline. */
+  | 'NATS_UNREACHABLE';
 
 export class StartupError extends Error {
   override name = 'StartupError';

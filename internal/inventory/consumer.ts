@@ -106,6 +106,8 @@ async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreate
 
 /** Checks the envelope and payload shape; anything off can never succeed, so it is poison. */
 export function parseOrderCreated(delivery: Delivery): OrderCreatedPayload {
+  // The message id is the inbox's key (a uuid): a message without one can never be recorded.
+  if (!isUuid(delivery.messageId)) throw new AppError('POISON_MESSAGE', `message id ${JSON.stringify(delivery.messageId)} is not a uuid`);
   if (delivery.eventType !== ORDER_CREATED) {
     throw new AppError('POISON_MESSAGE', `unknown event type "${delivery.eventType}"`);
   }

@@ -46,6 +46,7 @@ export function createReplyConsumer(deps: { pool: Pool; logger: Logger }): Reply
 }
 
 function parseReply(reply: Received): StockReply {
+  if (!isUuid(reply.messageId)) throw new AppError('POISON_MESSAGE', `message id ${JSON.stringify(reply.messageId)} is not a uuid`);
   if (reply.eventType !== STOCK_RESERVED && reply.eventType !== STOCK_REJECTED) {
     throw new AppError('POISON_MESSAGE', `unknown reply type "${reply.eventType}"`);
   }

@@ -7,7 +7,7 @@
 // makes a second delivery harmless: acks can be lost, windows end.
 import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { AppError, isAppError } from '../errors/errors.ts';
+import { AppError, isAppError, StartupError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { subjectFor, type StreamSpec } from './nats-streams.ts';
 import type { DeadLetterSink, Envelope, Handler, Publisher, Received, Subscriber } from './transport.ts';
@@ -21,23 +21,41 @@ const CRASH_LOOP_FACTOR = 2;
 const PULL_EXPIRES_MS = 5_000;
 const ENVELOPE_HEADERS = new Set([MESSAGE_ID, EVENT_TYPE, AGGREGATE_ID].map((h) => h.toLowerCase()));
 
-/** Connects and keeps reconnecting for ever: a broker restart is an outage, not the end. */
-export async function connectNats(servers: string, name: string, logger: Logger): Promise<NatsConnection> {
+/**
+ * Connects, then keeps reconnecting for ever: a broker restart is an outage, not the end. The
+ * first connection is different: a server that never answers is most likely a wrong NATS_URL,
+ * so after `firstConnectTimeoutMs` of trying it is a one-line start-up error.
+ */
+export async function connectNats(servers: string, name: string, logger: Logger, firstConnectTimeoutMs = 30_000): Promise<NatsConnection> {
   const log = logger.child('NATS');
-  const nc = await connect({
-    servers: servers.split(',').map((s) => s.trim()).filter(Boolean),
-    name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
-  });
+  const list = servers.split(',').map((s) => s.trim()).filter(Boolean);
+  const deadline = Date.now() + firstConnectTimeoutMs;
+  let nc: NatsConnection | undefined;
+  for (let attempt = 1; !nc; attempt++) {
+    try {
+      nc = await connect({ servers: list, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: false });
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      if (Date.now() >= deadline) {
+        throw new StartupError('NATS_UNREACHABLE', `cannot reach NATS at ${redactServers(list)} (${why}) — is it running? Check NATS_URL`, { cause: error });
+      }
+      if (attempt === 1) log.warn(`cannot reach NATS at ${redactServers(list)} yet (${why}); trying for ${Math.round(firstConnectTimeoutMs / 1000)} s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  const connection = nc;
   void (async () => {
-    for await (const status of nc.status()) {
+    for await (const status of connection.status()) {
       if (status.type === 'disconnect') log.warn(`disconnected from ${'server' in status ? status.server : 'the server'}; reconnecting`);
       else if (status.type === 'reconnect') log.info(`reconnected to ${'server' in status ? status.server : 'the server'}`);
     }
   })().catch(() => undefined);
-  return nc;
+  return connection;
+}
+
+/** nats://user:secret@host → nats://***@host: the log never shows credentials. */
+function redactServers(servers: readonly string[]): string {
+  return servers.map((s) => s.replace(/\/\/[^@/]*@/, '//***@')).join(',');
 }
 
 export interface NatsPublisherOptions {
