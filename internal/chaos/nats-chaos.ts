@@ -230,7 +230,8 @@ async function countStreamMessages(url: string, logger: Logger): Promise<{ order
   try {
     const jsm = await jetstreamManager(nc);
     const [orders, inventory] = await Promise.all([jsm.streams.info(ORDERS_STREAM.name), jsm.streams.info(INVENTORY_STREAM.name)]);
-    return { orders: orders.state.messages, inventory: inventory.state.messages };
+    // Fresh streams per run: the last sequence is every message they ever stored.
+    return { orders: orders.state.last_seq, inventory: inventory.state.last_seq };
   } finally {
     await nc.close();
   }

@@ -9,8 +9,13 @@ import { cachedRead } from './cached.ts';
 
 export interface StreamNumbers {
   name: string;
-  /** Messages the stream stores now (acknowledged ones included: the stream keeps them). */
+  /**
+   * Messages the stream holds now. Its retention is "interest": a message goes once its
+   * consumer acknowledged it, so this is what is waiting or in flight.
+   */
   messages: number;
+  /** Messages ever stored (the last sequence number): a second copy the broker kept would show here. */
+  published: number;
 }
 
 export interface ConsumerNumbers {
@@ -50,7 +55,10 @@ export function createBrokerStatsReader(nc: NatsConnection, options: BrokerStats
       const jsm = await manager;
       const [streams, consumers] = await withTimeout(
         Promise.all([
-          Promise.all(options.streams.map(async (name) => ({ name, messages: (await jsm.streams.info(name)).state.messages }))),
+          Promise.all(options.streams.map(async (name) => {
+            const { state } = await jsm.streams.info(name);
+            return { name, messages: state.messages, published: state.last_seq };
+          })),
           Promise.all(
             options.consumers.map(async ({ stream, name }) => {
               const info = await jsm.consumers.info(stream, name);
