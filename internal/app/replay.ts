@@ -9,10 +9,11 @@ import { createInventoryConsumer, type InventoryConsumer } from '../inventory/co
 import type { Logger } from '../log/logger.ts';
 import { purgeOldDeadLetters, type PurgeResult } from '../replay/purge.ts';
 import { redriveAndDeliver, type RedriveResult } from '../replay/redrive.ts';
+import { redriveOverBroker, type BrokerRedriveResult } from '../replay/broker-redrive.ts';
 import { runBrokerReplay, type BrokerReplayResult } from '../replay/broker-replay.ts';
 import { runReplay, type ReplayOptions, type ReplayResult } from '../replay/replay.ts';
 import { createNatsPublisher } from '../transport/nats.ts';
-import { ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
 import { inventoryBacklog, openBroker } from './broker.ts';
 import { connectDatabase, urlHost } from './wiring.ts';
 
@@ -21,10 +22,44 @@ export function redriveDeadLettersAndWait(
   config: Config,
   options: { messageIds: string[]; waitTimeoutMs: number; serverUrl: string },
   logger: Logger,
-): Promise<RedriveResult> {
+): Promise<RedriveResult | BrokerRedriveResult> {
+  if (config.transport === 'nats') return redriveBothServices(config, options.messageIds, logger);
   return withReplayDeps(config, options.serverUrl, logger, (deps) =>
     redriveAndDeliver(options.messageIds, options.waitTimeoutMs, { ...deps, maxAttempts: config.maxAttempts }),
   );
+}
+
+/**
+ * TRANSPORT=nats: both services' dead letters, each in its own database; what they received
+ * goes back to the stream it came from (the services need not be running: the broker keeps it).
+ */
+async function redriveBothServices(config: Config, messageIds: string[], logger: Logger): Promise<BrokerRedriveResult> {
+  const orders = await connectDatabase(config, logger, 'replay', 2);
+  try {
+    const inventory = await connectDatabase(config, logger, 'replay', 2, openInventoryDatabaseServer);
+    try {
+      const broker = await openBroker(config, logger, 'replay');
+      const toOrders = createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
+      const toInventory = createNatsPublisher(broker.nc, { stream: INVENTORY_STREAM, timeoutMs: config.broker.publishTimeoutMs });
+      try {
+        return await redriveOverBroker(
+          [
+            { service: 'order service', pool: orders.pool, receivedFrom: INVENTORY_STREAM.name, publisher: toInventory },
+            { service: 'inventory service', pool: inventory.pool, receivedFrom: ORDERS_STREAM.name, publisher: toOrders },
+          ],
+          messageIds,
+          logger,
+        );
+      } finally {
+        await Promise.all([toOrders.close(), toInventory.close()]);
+        await broker.close();
+      }
+    } finally {
+      await inventory.close();
+    }
+  } finally {
+    await orders.close();
+  }
 }
 
 /** `--dead-letters --purge --older-than <duration>`: delete old dead letters, report each. */

@@ -8,7 +8,10 @@ import { jetstream } from '@nats-io/jetstream';
 import { randomUUID } from 'node:crypto';
 import { stockOf, setStock } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
-import { connectNats } from '../transport/nats.ts';
+import { recordReceivedDeadLetter } from '../outbox/dead-letters.ts';
+import { redriveOverBroker } from '../replay/broker-redrive.ts';
+import { connectNats, createNatsPublisher } from '../transport/nats.ts';
+import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
 import { eventually } from '../testkit/eventually.ts';
 import { natsAvailable, skipUnlessNats, startTestNatsServer, type TestNatsServer } from '../testkit/nats.ts';
@@ -127,6 +130,38 @@ describe('two services over NATS JetStream', () => {
     assert.deepEqual(result.problems, []);
     assert.equal(result.ok, true);
     assert.equal(result.confirmed + result.rejected, 50); // gizmo was left with 1 in stock above
+  });
+
+  it('re-drive: an OrderCreated the inventory gave up on goes back to ORDERS and is applied; the order is settled', async (t) => {
+    if (!services || !nats) return void (await skipUnlessNats(t));
+    // An order whose OrderCreated the inventory dead-lettered (say a product row locked through
+    // every attempt): it is PENDING in the order database, its message in the inventory's.
+    const orderId = randomUUID();
+    const messageId = randomUUID();
+    await orderDb.pool.query(`INSERT INTO orders (id, product_id, quantity) VALUES ($1, 'widget', 7)`, [orderId]);
+    const payload = { orderId, productId: 'widget', quantity: 7, userId: null };
+    await recordReceivedDeadLetter(inventoryDb.pool, { stream: 'ORDERS', messageId, eventType: 'OrderCreated', aggregateId: orderId, payload, deliveries: 5 }, 'lock timeout');
+    const stock = (await stockOf(inventoryDb.pool, 'widget'))!;
+    const nc = await connectNats(nats.url, 'test-redrive', quiet);
+    try {
+      const publisher = (stream: typeof ORDERS_STREAM) => createNatsPublisher(nc, { stream, timeoutMs: 5_000 });
+      const result = await redriveOverBroker(
+        [
+          { service: 'order service', pool: orderDb.pool, receivedFrom: 'INVENTORY', publisher: publisher(INVENTORY_STREAM) },
+          { service: 'inventory service', pool: inventoryDb.pool, receivedFrom: 'ORDERS', publisher: publisher(ORDERS_STREAM) },
+        ],
+        [messageId],
+        quiet,
+      );
+      assert.deepEqual(result.republished.ORDERS, [messageId]);
+      assert.equal(result.ok, true);
+    } finally {
+      await nc.close();
+    }
+    await eventually('settled', async () => (await count(orderDb, `SELECT count(*) FROM orders WHERE id = '${orderId}' AND status = 'CONFIRMED'`)) === 1);
+    assert.equal(await stockOf(inventoryDb.pool, 'widget'), stock - 7);
+    assert.equal(await count(inventoryDb, `SELECT count(*) FROM dead_letters WHERE message_id = '${messageId}'`), 0);
+    assert.equal(await count(inventoryDb, `SELECT count(*) FROM processed_messages WHERE message_id = '${messageId}'`), 1);
   });
 
   it('a poison OrderCreated is dead-lettered in the inventory database and not delivered again', async (t) => {

@@ -154,3 +154,27 @@ export async function summarizeDeadLetters(db: Queryable, limit: number): Promis
 export async function clearDeadLetters(tx: Queryable): Promise<void> {
   await tx.query(`DELETE FROM dead_letters`);
 }
+
+/** A dead letter a service received from a stream, as it is sent back there. */
+export interface ReceivedDeadLetterCopy {
+  messageId: string;
+  eventType: string;
+  aggregateId: string;
+  payload: unknown;
+}
+
+/** The dead letters received from `stream` (all, or those in `messageIds`), oldest first. */
+export async function listReceivedDeadLetters(db: Queryable, stream: string, messageIds?: readonly string[]): Promise<ReceivedDeadLetterCopy[]> {
+  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; payload: unknown }>(
+    `SELECT message_id, event_type, aggregate_id, payload FROM dead_letters
+      WHERE received_from = $1 AND ($2::uuid[] IS NULL OR message_id = ANY($2::uuid[]))
+      ORDER BY dead_at, id`,
+    [stream, messageIds ?? null],
+  );
+  return rows.map((row) => ({ messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, payload: row.payload }));
+}
+
+/** Forgets one received dead letter once it was published back to its stream. */
+export async function forgetReceivedDeadLetter(db: Queryable, messageId: string): Promise<void> {
+  await db.query(`DELETE FROM dead_letters WHERE message_id = $1 AND received_from IS NOT NULL`, [messageId]);
+}
