@@ -22,7 +22,7 @@ export interface WorkersOptions {
   faults?: FailureInjector;
   /** Told about claims and deliveries (metrics). */
   observer?: RelayObserver;
-  /** Called after the consumer committed these messages (the benchmark times them). */
+  /** Called once these messages are delivered: the consumer committed (in-process) or the stream stored them (broker). The benchmark times them. */
   onConsumed?: (messageIds: readonly string[]) => void;
   /**
    * Where the relay publishes (a broker). Unset: the in-process transport, whose subscriber is
