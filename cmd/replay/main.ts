@@ -1,6 +1,8 @@
 // npm run replay: deliver processed messages again and watch them being skipped.
 import { Command } from 'commander';
-import { duration, positiveInt, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { duration, positiveInt, transportChosen, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { followServerTransport } from '../../internal/app/transport-mode.ts';
+import { createApiClient } from '../../internal/client/api-client.ts';
 import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { purgeDeadLettersOlderThan, redriveDeadLettersAndWait, replayDuplicates } from '../../internal/app/replay.ts';
 import { colorEnabled, loadConfig, type TransportMode } from '../../internal/config/config.ts';
@@ -24,8 +26,12 @@ const options = new Command('replay')
   .parse()
   .opts<{ count: number; messageId?: string[]; deadLetters?: boolean; purge?: boolean; olderThan?: number; fresh?: boolean; product: string; transport?: TransportMode; url?: string; waitTimeout: number; json?: boolean }>();
 
-const config = orExit(() => loadConfig(withTransport(process.env, options.transport)), 'replay could not start');
-const serverUrl = options.url ?? `http://${config.host}:${config.port}`;
+const chosenConfig = orExit(() => loadConfig(withTransport(process.env, options.transport)), 'replay could not start');
+const serverUrl = options.url ?? `http://${chosenConfig.host}:${chosenConfig.port}`;
+// Without --transport or TRANSPORT, follow the server that is running (if one is).
+const followed = await followServerTransport(chosenConfig, transportChosen(process.env, options.transport), createApiClient(serverUrl), process.env);
+const config = followed.config;
+if (followed.note) process.stderr.write(`${followed.note}\n`);
 
 for (const id of options.messageId ?? []) {
   if (!isUuid(id)) {

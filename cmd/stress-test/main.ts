@@ -1,7 +1,8 @@
 // npm run stress: fire orders at a running server and check the outbox kept its promise.
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { positiveInt, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { positiveInt, transportChosen, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { followServerTransport } from '../../internal/app/transport-mode.ts';
 import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { stressTest } from '../../internal/app/stress.ts';
 import { createApiClient, ServerUnreachableError } from '../../internal/client/api-client.ts';
@@ -43,9 +44,12 @@ process.once('SIGINT', () => {
 });
 
 try {
+  const client = createApiClient(url);
+  const followed = await followServerTransport(config, transportChosen(process.env, options.transport), client, process.env);
+  if (followed.note) process.stderr.write(`${followed.note}\n`);
   const result = await stressTest(
-    config,
-    config.transport,
+    followed.config,
+    followed.config.transport,
     {
       orders: options.orders,
       concurrency: options.concurrency,
@@ -56,7 +60,7 @@ try {
       userId: `stress-${randomUUID().slice(0, 8)}`,
     },
     {
-      client: createApiClient(url),
+      client,
       signal: abort.signal,
       onProgress: progress?.update,
       onPhase: interactive

@@ -38,3 +38,8 @@ export function transportMode(value: string): TransportMode {
 export function withTransport(env: NodeJS.ProcessEnv, flag: TransportMode | undefined): NodeJS.ProcessEnv {
   return flag === undefined ? env : { ...env, TRANSPORT: flag };
 }
+
+/** Whether the user chose a transport (flag or TRANSPORT); if not, a tool may ask the server. */
+export function transportChosen(env: NodeJS.ProcessEnv, flag: TransportMode | undefined): boolean {
+  return flag !== undefined || Boolean(env.TRANSPORT?.trim());
+}

@@ -55,6 +55,8 @@ export const LOOKUP_BATCH = 100;
 export interface ApiClient {
   readonly baseUrl: string;
   health(): Promise<boolean>;
+  /** Which transport the server runs (GET /stats has a `broker` part over NATS); undefined if it does not answer. */
+  transport(): Promise<'in-process' | 'nats' | undefined>;
   products(): Promise<ApiProduct[]>;
   stats(): Promise<ApiStats>;
   placeOrder(input: { productId: string; quantity: number; userId?: string }): Promise<PlaceResult>;
@@ -91,6 +93,14 @@ export function createApiClient(baseUrl: string): ApiClient {
         return (await request('/health')).ok;
       } catch {
         return false;
+      }
+    },
+    async transport() {
+      try {
+        const stats = await getJson<Record<string, unknown>>('/stats');
+        return 'broker' in stats ? 'nats' : 'in-process';
+      } catch {
+        return undefined;
       }
     },
     async products() {

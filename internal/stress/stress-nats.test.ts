@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { inventorySide } from '../app/stress.ts';
 import { createApiClient } from '../client/api-client.ts';
+import { runScript } from '../testkit/process.ts';
 import { setStock } from '../inventory/stock.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
 import { natsAvailable, skipUnlessNats, startTestNatsServer, type TestNatsServer } from '../testkit/nats.ts';
@@ -72,5 +73,15 @@ describe('the stress test over NATS JetStream (two services, two databases)', ()
     const inProcess = await runStressTest(options({ orders: 10, userId: 'stress-in-process' }), { client: createApiClient(services.orders.url) });
     assert.equal(inProcess.invariant.holds, false);
     assert.match(inProcess.invariant.problems.join('\n'), /--transport nats/);
+  });
+
+  it('`npm run stress` with neither --transport nor TRANSPORT follows the running server: over NATS it checks the inventory\'s stock', async (t) => {
+    if (!services) return void (await skipUnlessNats(t));
+    const run = runScript('cmd/stress-test/main.ts', ['--url', services.orders.url, '--orders', '20', '--concurrency', '10'], {
+      TRANSPORT: undefined, DATABASE_URL: orderDb.url, INVENTORY_DATABASE_URL: inventoryDb.url, NATS_URL: nats!.url,
+    });
+    assert.equal(await run.exited, 0, run.output());
+    assert.match(run.output(), /runs TRANSPORT=nats: doing the same/);
+    assert.match(run.output(), /stock \(the inventory service's database\)/);
   });
 });
