@@ -12,6 +12,7 @@ import { measureOldSnapshot, type SnapshotResult } from './old-snapshot.ts';
 import { measureStatsReaders, type ReadersResult } from './stats-readers.ts';
 import { measureOrderWrite, type OrderWriteResult } from './order-write.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
+import { measureTracing, type TracingResult } from './tracing.ts';
 import { evaluateTargets, type TargetCheck } from './targets.ts';
 
 export interface BenchOptions {
@@ -40,11 +41,14 @@ export interface BenchOptions {
   /** Orders per run of the readers scenario (alone, then with readers, each round), and how many in flight. */
   readerOrders: number;
   readerConcurrency: number;
+  /** Orders per run of the tracing part (off, no exporter, in memory; each round), and how many in flight. */
+  tracingOrders: number;
+  tracingConcurrency: number;
   /** Only these parts (all when empty): quick runs while tuning one of them. */
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers', 'tracing'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -65,6 +69,8 @@ export const BENCH_DEFAULTS: BenchOptions = {
   readers: 40,
   readerOrders: 2_000,
   readerConcurrency: 8,
+  tracingOrders: 3_000,
+  tracingConcurrency: 16,
   only: [],
 };
 
@@ -83,6 +89,8 @@ export interface BenchResult {
   oldSnapshot: SnapshotResult | undefined;
   /** POST /orders with and without clients looping on GET /stats, over a long history. */
   statsReaders: ReadersResult | undefined;
+  /** The whole journey with tracing off, on without an exporter, on with an in-memory one. */
+  tracing: TracingResult | undefined;
   targets: TargetCheck[];
   ok: boolean;
   durationMs: number;
@@ -160,6 +168,16 @@ export async function runBenchmark(
       );
     }
 
+    let tracing: TracingResult | undefined;
+    if (wanted('tracing')) {
+      const rounds = Math.max(3, options.rounds);
+      phase(`tracing: ${options.tracingOrders} orders over HTTP to settled × (off, no exporter, in-memory exporter) × ${rounds} rounds`);
+      tracing = await measureTracing(
+        databases, { ...settings, batchSize: options.batchSize },
+        { orders: options.tracingOrders, concurrency: options.tracingConcurrency, rounds }, phase,
+      );
+    }
+
     const targets = evaluateTargets({ throughput, latency, api, orderWrite, statsReaders });
     return {
       machine: {
@@ -178,6 +196,7 @@ export async function runBenchmark(
       claimPlan,
       oldSnapshot,
       statsReaders,
+      tracing,
       targets,
       ok: targets.every((t) => t.met),
       durationMs: performance.now() - started,

@@ -145,7 +145,7 @@ export class Relay {
       return { claimed };
     }
     const log = this.deps.logger.child(name);
-    log.info(`claimed ${claimed} event${claimed === 1 ? '' : 's'}`);
+    log.info(`claimed ${claimed} event${claimed === 1 ? '' : 's'}${tracesTag(claim.events.map((e) => e.headers))}`);
     await this.deps.hooks?.afterClaim?.(name, claim.events);
     const deliverable = await this.withoutExhausted(name, log, claim.token, claim.events);
     if (deliverable.length === 0) return { claimed };
@@ -223,7 +223,7 @@ export class Relay {
   private async deliverClaim(name: string, token: string, events: OutboxEvent[], lease: LeaseDeadline): Promise<void> {
     const log = this.deps.logger.child(name);
     const hooks = this.deps.hooks ?? {};
-    log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
+    log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}${tracesTag(events.map((e) => e.headers))}`);
     await hooks.afterClaim?.(name, events);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
