@@ -125,8 +125,10 @@ function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[strin
 
 function tracingRows(t: TracingResult): Array<[string, string]> {
   const label = `tracing, ${rate(t.orders)} orders over HTTP, ${t.concurrency} in flight (best of ${t.rounds})`;
+  // Every round's writes/s too: on a busy machine the spread says how far "within noise" reaches.
   const line = (mode: keyof TracingResult['best']) =>
-    `${rate(t.best[mode].writesPerSecond)} writes/s · ${rate(t.best[mode].endToEndPerSecond)} settled/s`;
+    `${rate(t.best[mode].writesPerSecond)} writes/s · ${rate(t.best[mode].endToEndPerSecond)} settled/s ` +
+    `(rounds ${t.runs[mode].map((r) => rate(r.writesPerSecond)).join(' / ')})`;
   return [
     [label, `off ${line('off')} · rounds of "off" within ${((1 - t.offSpread) * 100).toFixed(0)}% of each other`],
     ['  on, no exporter (OTEL endpoint unset)', `${line('no-exporter')} · ratio to off ${t.ratio.writes.toFixed(2)} writes, ${t.ratio.endToEnd.toFixed(2)} settled`],
