@@ -18,7 +18,9 @@ import { readInventoryStats } from '../stats/inventory.ts';
 import { writeStockReply } from '../inventory/replies.ts';
 import type { Logger } from '../log/logger.ts';
 import { createNatsPublisher, createNatsSubscriber } from '../transport/nats.ts';
-import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { INVENTORY_STREAM, ORDERS_STREAM, subjectFor } from '../transport/nats-streams.ts';
+import { traceHandler } from '../tracing/messaging.ts';
+import { createTracing, type Tracing } from '../tracing/tracing.ts';
 import { observeDeadLetters, observeHandler } from '../transport/observed.ts';
 import { deadLetterSink, INVENTORY_CONSUMER, openBroker, retryDelayMs, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
@@ -32,12 +34,22 @@ export interface RunningInventoryService {
   close(): Promise<void>;
 }
 
-export async function startInventoryService(config: Config, logger: Logger): Promise<RunningInventoryService> {
+export const INVENTORY_SERVICE_NAME = 'outbox-demo-inventory';
+
+export interface InventoryServiceOptions {
+  /** Spans go here; the caller shuts it down. Default: one built from config.tracing, shut down by close(). */
+  tracing?: Tracing;
+}
+
+export async function startInventoryService(config: Config, logger: Logger, options: InventoryServiceOptions = {}): Promise<RunningInventoryService> {
   const log = logger.child('Inventory');
+  const tracing = options.tracing ?? createTracing(config.tracing, { defaultServiceName: INVENTORY_SERVICE_NAME });
+  const { tracer } = tracing;
   const db = await connectDatabase(config, logger, 'inventory-main', 2, openInventoryDatabaseServer);
   const crash = createCrashHook(config.crashAt, () => process.kill(process.pid, 'SIGKILL'), logger);
   const faults = createFailureInjector(config.failRate, seededRandom(config.faultSeed ?? newSeed()));
   const stopAll: Array<() => Promise<unknown>> = [() => db.close()];
+  if (!options.tracing) stopAll.unshift(() => tracing.shutdown());
   const closeAll = async () => {
     for (const stop of stopAll.splice(0).reverse()) await stop().catch((error: unknown) => log.warn(`while stopping: ${String(error)}`));
   };
@@ -57,7 +69,10 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
     stopAll.push(() => closePool(readPool));
     const stats = cachedRead(() => readInventoryStats(readPool), config.reads.cacheMs);
     const metrics = createInventoryMetrics(() => stats.read());
-    const workers = await startWorkers({ ...config, relayName: 'inventory' }, logger, { url: db.server.url, crash, publisher, observer: metrics.relayObserver });
+    const workers = await startWorkers({ ...config, relayName: 'inventory' }, logger, {
+      url: db.server.url, crash, publisher, observer: metrics.relayObserver, tracer,
+      destination: (eventType) => ({ system: 'nats', name: subjectFor(INVENTORY_STREAM, eventType) }),
+    });
     stopAll.push(() => workers.close());
     const janitor = startJanitor(config, logger, { url: db.server.url, observer: metrics.janitorObserver });
     stopAll.push(() => janitor.close());
@@ -82,13 +97,14 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
       onDeadLetter: observeDeadLetters(deadLetterSink(pool, ORDERS_STREAM.name), metrics.handlerObserver),
       logger,
     });
-    await subscriber.start(observeHandler(async (message, receivedBy) => {
+    const handle = traceHandler(tracer, async (message, receivedBy) => {
       faults.maybeFail(message.messageId);
       const outcome = await consumer.handle(message, receivedBy);
       // The reply is committed: this service's own relay may publish it now.
       if (outcome !== 'duplicate') workers.relay.nudge();
       return outcome;
-    }, metrics.handlerObserver));
+    }, { operation: 'process', destination: (eventType) => ({ system: 'nats', name: subjectFor(ORDERS_STREAM, eventType) }) });
+    await subscriber.start(observeHandler(handle, metrics.handlerObserver));
     stopAll.push(() => subscriber.close());
 
     const app = createInventoryHttpApp({
@@ -108,7 +124,7 @@ export async function startInventoryService(config: Config, logger: Logger): Pro
     const url = `http://${urlHost(config.host)}:${port}`;
     log.info(
       `consuming ${ORDERS_STREAM.name} as "${INVENTORY_CONSUMER}" with ${config.workers} handlers, replies via ${workers.describe()}; ` +
-        `${db.server.kind} PostgreSQL database of its own; ${broker.describe()}; stats on ${url}/stats, metrics on ${url}/metrics`,
+        `${db.server.kind} PostgreSQL database of its own; ${broker.describe()}; tracing ${tracing.describe}; stats on ${url}/stats, metrics on ${url}/metrics`,
     );
     let closing: Promise<void> | undefined;
     return { url, port, close: () => (closing ??= closeAll()) };

@@ -1,11 +1,14 @@
 // The order service's reply side (TRANSPORT=nats): its own pool, the reply consumer that
 // settles orders, and the subscriber on the INVENTORY stream that feeds it.
+import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/config.ts';
 import { closePool, createPool } from '../db/pool.ts';
 import type { Logger } from '../log/logger.ts';
 import { createReplyConsumer } from '../orders/replies.ts';
 import { createNatsSubscriber } from '../transport/nats.ts';
-import { INVENTORY_STREAM } from '../transport/nats-streams.ts';
+import { INVENTORY_STREAM, subjectFor } from '../transport/nats-streams.ts';
+import { traceHandler } from '../tracing/messaging.ts';
+import { noTracing } from '../tracing/tracing.ts';
 import { observeDeadLetters, observeHandler, type HandlerObserver } from '../transport/observed.ts';
 import { deadLetterSink, ORDER_SERVICE_CONSUMER, retryDelayMs, type Broker } from './broker.ts';
 
@@ -18,6 +21,8 @@ export interface RepliesOptions {
   broker: Broker;
   /** Told of each reply's outcome (metrics). */
   observer?: HandlerObserver;
+  /** A "settle" span per reply, continuing the inventory's trace; none when not given. */
+  tracer?: Tracer;
 }
 
 export async function startReplies(config: Config, logger: Logger, options: RepliesOptions): Promise<RunningReplies> {
@@ -41,7 +46,11 @@ export async function startReplies(config: Config, logger: Logger, options: Repl
     logger,
   });
   try {
-    await subscriber.start(observeHandler((reply, receivedBy) => consumer.handle(reply, receivedBy), options.observer));
+    const settle = traceHandler(options.tracer ?? noTracing().tracer, (reply, receivedBy) => consumer.handle(reply, receivedBy), {
+      operation: 'settle',
+      destination: (eventType) => ({ system: 'nats', name: subjectFor(INVENTORY_STREAM, eventType) }),
+    });
+    await subscriber.start(observeHandler(settle, options.observer));
   } catch (error) {
     await closePool(pool);
     throw error;

@@ -23,7 +23,8 @@ import { createWakeup } from '../outbox/wakeup.ts';
 import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { createNatsPublisher } from '../transport/nats.ts';
-import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
+import { INVENTORY_STREAM, ORDERS_STREAM, subjectFor } from '../transport/nats-streams.ts';
+import { createTracing, type Tracing } from '../tracing/tracing.ts';
 import { INVENTORY_CONSUMER, openBroker, ORDER_SERVICE_CONSUMER, type Broker } from './broker.ts';
 import { startJanitor } from './janitor.ts';
 import { startReplies, type RunningReplies } from './replies.ts';
@@ -81,8 +82,28 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+export interface ServerOptions {
+  /** Spans go here; the caller shuts it down. Default: one built from config.tracing, shut down by close(). */
+  tracing?: Tracing;
+}
+
+/** The order service's tracing, from config, when the caller brings none. */
+export const ORDER_SERVICE_NAME = 'outbox-demo-orders';
+
 /** Starts the Order API and its relay workers; resolves once it is listening. */
-export async function startServer(config: Config, consoleLogger: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, consoleLogger: Logger, options: ServerOptions = {}): Promise<RunningServer> {
+  const tracing = options.tracing ?? createTracing(config.tracing, { defaultServiceName: ORDER_SERVICE_NAME });
+  const ownTracing = options.tracing === undefined;
+  try {
+    return await startServerTraced(config, consoleLogger, tracing, ownTracing);
+  } catch (error) {
+    if (ownTracing) await tracing.shutdown().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startServerTraced(config: Config, consoleLogger: Logger, tracing: Tracing, ownTracing: boolean): Promise<RunningServer> {
+  const { tracer } = tracing;
   // Every step the console would print also goes to the dashboard's live feed.
   const feed = createLiveFeed();
   const logger = teeLogger(consoleLogger, (record) => feed.record(record));
@@ -116,9 +137,12 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     if (broker) reader = withBrokerHop(databaseReader, brokerHopReaders(config, broker));
     metrics = createMetrics(reader, { transport: config.transport });
     const publisher = broker && createNatsPublisher(broker.nc, { stream: ORDERS_STREAM, timeoutMs: config.broker.publishTimeoutMs });
-    workers = await startWorkers(config, logger, { url: db.server.url, crash, faults, observer: metrics.relayObserver, publisher });
+    workers = await startWorkers(config, logger, {
+      url: db.server.url, crash, faults, observer: metrics.relayObserver, publisher, tracer,
+      destination: (eventType) => ({ system: 'nats', name: subjectFor(ORDERS_STREAM, eventType) }),
+    });
     try {
-      replies = broker && (await startReplies(config, logger, { url: db.server.url, broker, observer: metrics.replyObserver }));
+      replies = broker && (await startReplies(config, logger, { url: db.server.url, broker, observer: metrics.replyObserver, tracer }));
     } catch (error) {
       await workers.close();
       throw error;
@@ -166,6 +190,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
     remoteActions: config.dashboardRemoteActions,
     idempotencyKeyTtlMs: config.idempotencyKeyTtlMs,
     serverNames: serverNames(config.host, config.allowedHosts),
+    tracer,
   });
   try {
     http = await listen(app, config.port, config.host);
@@ -184,7 +209,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
   // to call it by (and not names the Host check accepts): they call it over loopback then.
   selfUrl = config.host === '0.0.0.0' ? `http://127.0.0.1:${port}` : config.host === '::' ? `http://[::1]:${port}` : url;
   logger.child('API').info(
-    `listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()}${broker ? `, ${broker.describe()}` : ''}); dashboard: ${dashboardUrl(config.host, port)}`,
+    `listening on ${url} (${db.server.kind} PostgreSQL, ${workers.describe()}${broker ? `, ${broker.describe()}` : ''}, tracing ${tracing.describe}); dashboard: ${dashboardUrl(config.host, port)}`,
   );
 
   let closing: Promise<void> | undefined;
@@ -205,6 +230,7 @@ export async function startServer(config: Config, consoleLogger: Logger): Promis
         await broker?.close();
         await closePool(readPool);
         await db.close();
+        if (ownTracing) await tracing.shutdown().catch(() => undefined);
       })();
       return closing;
     },

@@ -1,6 +1,7 @@
 // The relay side of a process, wired once for everyone who runs workers: the server, a
 // stand-alone relay (`npm run relay`) and the benchmark. Pools → consumer (per-message or
 // batched) → relay workers → the listener that wakes them.
+import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/config.ts';
 import { closePool, createPool } from '../db/pool.ts';
 import { createBatchConsumer } from '../inventory/batch-consumer.ts';
@@ -12,6 +13,8 @@ import { createOutboxStore } from '../outbox/outbox.ts';
 import { Relay, type DeliverBatch, type RelayObserver } from '../relay/relay.ts';
 import { createInProcessTransport } from '../transport/in-process.ts';
 import type { Publisher } from '../transport/transport.ts';
+import { traceHandler, tracePublish, type Destination } from '../tracing/messaging.ts';
+import { noTracing } from '../tracing/tracing.ts';
 
 export interface WorkersOptions {
   /** The application database. */
@@ -29,7 +32,14 @@ export interface WorkersOptions {
    * the inventory consumer built here on the same database.
    */
   publisher?: Publisher;
+  /** Where `publisher` sends an event of this type (the span's messaging attributes); its subject on NATS. */
+  destination?: (eventType: string) => Destination;
+  /** Publish spans (and, in-process, the consumer's process spans); none when not given. */
+  tracer?: Tracer;
 }
+
+/** In-process, an event goes to the inventory consumer by a function call. */
+const IN_PROCESS: Destination = { system: 'in-process', name: 'inventory' };
 
 export interface Workers {
   relay: Relay;
@@ -65,8 +75,14 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
     ? createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger)
     : undefined;
   const consumer = inventoryPool ? createInventoryConsumer({ pool: inventoryPool, logger, crash }) : undefined;
-  if (inProcess && consumer) await inProcess.subscriber.start((message, receivedBy) => consumer.handle(message, receivedBy));
+  const tracer = options.tracer ?? noTracing().tracer;
+  if (inProcess && consumer) {
+    await inProcess.subscriber.start(
+      traceHandler(tracer, (message, receivedBy) => consumer.handle(message, receivedBy), { operation: 'process', destination: () => IN_PROCESS }),
+    );
+  }
   const publisher = options.publisher ?? inProcess!.publisher;
+  const destination = options.publisher ? (options.destination ?? ((eventType: string): Destination => ({ system: 'nats', name: eventType }))) : () => IN_PROCESS;
   let deliverBatch: DeliverBatch | undefined;
   if (config.consumerMode === 'batch' && inventoryPool && consumer) {
     const batch = createBatchConsumer({ pool: inventoryPool, logger, single: consumer });
@@ -92,9 +108,13 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
         retryMaxMs: config.retryMaxMs,
       }),
       deliver: async (event, workerName) => {
-        options.faults?.maybeFail(event.messageId);
         const { messageId, eventType, aggregateId, payload } = event;
-        const outcome = await publisher.publish({ messageId, eventType, aggregateId, payload }, workerName);
+        // The publish span continues the context stored with the event; the transport carries
+        // the span's own context on (in-process: to the consumer's span; NATS: in the message headers).
+        const outcome = await tracePublish(tracer, event, destination(eventType), async (headers) => {
+          options.faults?.maybeFail(event.messageId);
+          return publisher.publish({ messageId, eventType, aggregateId, payload, headers }, workerName);
+        });
         consumed([event.messageId]);
         return outcome;
       },

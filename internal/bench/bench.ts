@@ -14,6 +14,7 @@ import { measureOldSnapshot, type SnapshotResult } from './old-snapshot.ts';
 import { measureStatsReaders, type ReadersResult } from './stats-readers.ts';
 import { measureOrderWrite, type OrderWriteResult } from './order-write.ts';
 import { measureThroughput, seedOrders, type ThroughputResult } from './relay-throughput.ts';
+import { measureTracing, type TracingResult } from './tracing.ts';
 import { evaluateTargets, type TargetCheck } from './targets.ts';
 
 export interface BenchOptions {
@@ -44,11 +45,14 @@ export interface BenchOptions {
   readerConcurrency: number;
   /** Orders per drain of the in-process vs NATS part (each mode, each round). */
   natsEvents: number;
+  /** Orders per run of the tracing part (off, no exporter, in memory; each round), and how many in flight. */
+  tracingOrders: number;
+  tracingConcurrency: number;
   /** Only these parts (all when empty): quick runs while tuning one of them. */
   only: BenchPart[];
 }
 
-export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers', 'nats'] as const;
+export const BENCH_PARTS = ['relay', 'latency', 'api', 'order-write', 'explain', 'snapshot', 'readers', 'nats', 'tracing'] as const;
 export type BenchPart = (typeof BENCH_PARTS)[number];
 
 export const BENCH_DEFAULTS: BenchOptions = {
@@ -70,6 +74,8 @@ export const BENCH_DEFAULTS: BenchOptions = {
   readerOrders: 2_000,
   readerConcurrency: 8,
   natsEvents: 5_000,
+  tracingOrders: 3_000,
+  tracingConcurrency: 16,
   only: [],
 };
 
@@ -90,6 +96,8 @@ export interface BenchResult {
   statsReaders: ReadersResult | undefined;
   /** The same drain and latency in-process and over NATS JetStream: numbers to show, no target. */
   transports: NatsModeResult | undefined;
+  /** The whole journey with tracing off, on without an exporter, on with an in-memory one. */
+  tracing: TracingResult | undefined;
   targets: TargetCheck[];
   ok: boolean;
   durationMs: number;
@@ -179,6 +187,16 @@ export async function runBenchmark(
       transports = await measureNatsMode(databases, settings, { events: options.natsEvents, rate: options.rate, durationMs: options.latencyMs, rounds: options.rounds }, deps.logger);
     }
 
+    let tracing: TracingResult | undefined;
+    if (wanted('tracing')) {
+      const rounds = Math.max(3, options.rounds);
+      phase(`tracing: ${options.tracingOrders} orders over HTTP to settled × (off, no exporter, in-memory exporter) × ${rounds} rounds`);
+      tracing = await measureTracing(
+        databases, { ...settings, batchSize: options.batchSize },
+        { orders: options.tracingOrders, concurrency: options.tracingConcurrency, rounds }, phase,
+      );
+    }
+
     const targets = evaluateTargets({ throughput, latency, api, orderWrite, statsReaders });
     return {
       machine: {
@@ -198,6 +216,7 @@ export async function runBenchmark(
       oldSnapshot,
       statsReaders,
       transports,
+      tracing,
       targets,
       ok: targets.every((t) => t.met),
       durationMs: performance.now() - started,

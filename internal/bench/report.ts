@@ -6,6 +6,7 @@ import type { NatsModeResult } from './nats-mode.ts';
 import type { SnapshotResult } from './old-snapshot.ts';
 import type { ReadersResult } from './stats-readers.ts';
 import type { OrderWriteResult } from './order-write.ts';
+import type { TracingResult } from './tracing.ts';
 import { ms, rate } from './targets.ts';
 
 export function formatBenchReport(result: BenchResult, color: boolean): string {
@@ -42,6 +43,7 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
   if (result.statsReaders) rows.push(...readersRows(result.statsReaders, c));
   if (result.orderWrite) rows.push(orderWriteRow(result.orderWrite));
   if (result.transports) rows.push(...transportRows(result.transports, c));
+  if (result.tracing) rows.push(...tracingRows(result.tracing));
   const width = Math.max(...rows.map(([k]) => k.length));
   lines.push(c.bold('Measured'));
   for (const [k, v] of rows) lines.push(`  ${k.padEnd(width)}  ${v}`);
@@ -136,4 +138,17 @@ function apiRows(api: ApiResult, orders: number, c: ChalkInstance): Array<[strin
     api.runs.map((r) => (r.rssMb === undefined ? 'n/a' : `${r.rssMb.toFixed(0)} MB`)).join(' → ') + ` (${rate(api.ordersServed)} orders in all)`,
   ]);
   return rows;
+}
+
+function tracingRows(t: TracingResult): Array<[string, string]> {
+  const label = `tracing, ${rate(t.orders)} orders over HTTP, ${t.concurrency} in flight (best of ${t.rounds})`;
+  // Every round's writes/s too: on a busy machine the spread says how far "within noise" reaches.
+  const line = (mode: keyof TracingResult['best']) =>
+    `${rate(t.best[mode].writesPerSecond)} writes/s · ${rate(t.best[mode].endToEndPerSecond)} settled/s ` +
+    `(rounds ${t.runs[mode].map((r) => rate(r.writesPerSecond)).join(' / ')})`;
+  return [
+    [label, `off ${line('off')} · rounds of "off" within ${((1 - t.offSpread) * 100).toFixed(0)}% of each other`],
+    ['  on, no exporter (OTEL endpoint unset)', `${line('no-exporter')} · ratio to off ${t.ratio.writes.toFixed(2)} writes, ${t.ratio.endToEnd.toFixed(2)} settled`],
+    ['  on, in-memory exporter (every span kept)', `${line('in-memory')} · ${rate(t.runs['in-memory'][0]?.spans ?? 0)} spans per run`],
+  ];
 }

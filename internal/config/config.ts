@@ -2,6 +2,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { LogLevel } from '../log/logger.ts';
+import type { TracingConfig } from '../tracing/tracing.ts';
 import { DURATION_FORMAT, formatDuration, parseDuration } from './duration.ts';
 
 /**
@@ -66,6 +67,8 @@ export interface Config {
   transport: TransportMode;
   /** The broker and the inventory service (TRANSPORT=nats; see brokerConfig below). */
   broker: BrokerConfig;
+  /** OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME): see internal/tracing/tracing.ts. */
+  tracing: TracingConfig;
 }
 
 export const CRASH_POINTS = ['mid-order', 'after-claim', 'mid-consume', 'after-consume'] as const;
@@ -139,6 +142,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     reads: readConfig(env),
     transport: oneOf(env, 'TRANSPORT', ['in-process', 'nats'], 'in-process'),
     broker: brokerConfig(env),
+    tracing: { otlpEndpoint: httpUrl(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'), serviceName: nonEmpty(env.OTEL_SERVICE_NAME) },
   };
   return validate({ ...config, ...overrides });
 }

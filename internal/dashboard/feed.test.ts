@@ -49,6 +49,15 @@ describe('the live feed', () => {
     for (const [record, kind] of cases) assert.equal(classify(record), kind, record.message);
   });
 
+  it('tags the same steps when their lines end with a trace id', () => {
+    const cases: Array<[LogRecord, string]> = [
+      [{ level: 'info', speaker: 'Worker-1', message: 'claimed 1 event (trace 4bf92f35)' }, 'claimed'],
+      [{ level: 'info', speaker: 'Worker-3', message: 'claimed 2 events (traces 4bf92f35 eb21382c)' }, 'claimed'],
+      [{ level: 'info', speaker: 'Inventory', message: 'order 436d2c59… stock widget 100000 → 99997 (CONFIRMED) (trace 4bf92f35)' }, 'applied'],
+    ];
+    for (const [record, kind] of cases) assert.equal(classify(record), kind, record.message);
+  });
+
   it('keeps the newest steps, numbered, with the terminal\'s speaker colors; debug stays out', () => {
     const feed = createLiveFeed(3);
     for (let i = 1; i <= 5; i += 1) feed.record({ level: 'info', speaker: 'Worker-1', message: `step ${i}` });

@@ -67,7 +67,9 @@ export function createLiveFeed(capacity = 500): LiveFeed {
 
 /** What kind of step a log line narrates; read from the wording the components log. */
 export function classify(record: Pick<LogRecord, 'level' | 'speaker' | 'message'>): StepKind {
-  const { speaker, message } = record;
+  const { speaker } = record;
+  // A line about an event ends with its short trace id(s) (internal/tracing/context.ts traceTag).
+  const message = record.message.replace(/ \(traces? [0-9a-f]{8}(?: [0-9a-f]{8})*\)$/, '');
   if (/dead.?letter/i.test(message)) return 'dead-lettered';
   if (/\bretry in\b/.test(message)) return 'retried';
   if (record.level === 'error') return 'error';

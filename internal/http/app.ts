@@ -1,4 +1,5 @@
 // The Order API's routes. Nothing outside internal/http knows about Express.
+import type { Tracer } from '@opentelemetry/api';
 import express, { type RequestHandler } from 'express';
 import type { Pool } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
@@ -11,9 +12,13 @@ import { validateIdempotencyKey } from '../orders/idempotency.ts';
 import type { CrashHook } from '../faults/faults.ts';
 import type { Wakeup } from '../outbox/wakeup.ts';
 import { createStatsReader, type StatsReader } from '../stats/reader.ts';
+import { traceTag } from '../tracing/context.ts';
+import { traceCreate } from '../tracing/messaging.ts';
+import { noTracing } from '../tracing/tracing.ts';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.ts';
 import { errorHandler } from './errors.ts';
 import { createPacer } from './pacer.ts';
+import { requestContext, traceRequest } from './tracing.ts';
 import { hostGuard, originGuard, requireJson, type ServerNames } from './guard.ts';
 
 export interface HttpDeps extends DashboardDeps {
@@ -34,6 +39,8 @@ export interface HttpDeps extends DashboardDeps {
   reader?: StatsReader;
   /** GET /health/ready: whether this process can do its work; "database answers" when not given. */
   readiness?: () => Promise<Readiness>;
+  /** Spans for POST /orders and its event (internal/tracing); none when not given. */
+  tracer?: Tracer;
 }
 
 export interface Readiness {
@@ -46,6 +53,7 @@ export const BODY_LIMIT = '4kb';
 
 export function createHttpApp(deps: HttpDeps): express.Express {
   const log = deps.logger.child('API');
+  const tracer = deps.tracer ?? noTracing().tracer;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -69,19 +77,23 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app
     .route('/orders')
-    .post(requireJson, json, async (req, res) => {
+    .post(traceRequest(tracer, '/orders'), requireJson, json, async (req, res) => {
       const input = validateOrderInput(req.body);
       const idempotencyKey = validateIdempotencyKey(req.get('idempotency-key'));
-      const placed = await placeOrder(deps.pool, input, {
-        idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, crash: deps.crash, wakeup: deps.wakeup,
+      // The event is stored with this span's context, in the order's own transaction.
+      const placed = await traceCreate(tracer, requestContext(req, res), 'OrderCreated', async (trace) => {
+        const result = await placeOrder(deps.pool, input, {
+          idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, crash: deps.crash, wakeup: deps.wakeup, trace,
+        });
+        return Object.assign(result, { messageId: result.replayed ? undefined : result.messageId });
       });
       const { order } = placed;
       if (placed.replayed) {
         // Same key, same body: the client is retrying. Same answer, nothing new written.
-        log.info(`order ${order.id.slice(0, 8)}… returned again for its Idempotency-Key (no new order, no new event)`);
+        log.info(`order ${order.id.slice(0, 8)}… returned again for its Idempotency-Key (no new order, no new event)${traceTag(order.traceId)}`);
         res.setHeader('Idempotent-Replayed', 'true');
       } else {
-        log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)`);
+        log.info(`order ${order.id.slice(0, 8)}… accepted: ${order.quantity} × ${order.productId} (order + OrderCreated event in one transaction)${traceTag(order.traceId)}`);
       }
       res.status(201).location(`/orders/${order.id}`).json(present(order));
     })
@@ -183,6 +195,7 @@ function present(order: Order) {
     userId: order.userId,
     status: order.status,
     rejectReason: order.rejectReason,
+    traceId: order.traceId,
     createdAt: order.createdAt.toISOString(),
     updatedAt: order.updatedAt.toISOString(),
   };

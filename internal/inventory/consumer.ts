@@ -7,6 +7,7 @@ import type { Logger } from '../log/logger.ts';
 import { settleOrder, type OrderCreatedPayload } from '../orders/orders.ts';
 import { isUuid } from '../orders/validate.ts';
 import { ORDER_CREATED } from '../outbox/outbox.ts';
+import { traceTag } from '../tracing/context.ts';
 import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from './processed.ts';
 import { stockOf, takeStock } from './stock.ts';
 
@@ -15,6 +16,8 @@ export interface Delivery {
   messageId: string;
   eventType: string;
   payload: unknown;
+  /** The trace context it travels with; a reply written here carries it on. */
+  headers?: Record<string, string>;
 }
 
 export type DeliveryResult = 'applied' | 'rejected' | 'duplicate';
@@ -38,7 +41,7 @@ export type StockOutcome =
  * order database and settles the order itself (settleOrderInPlace, the default); as its own
  * service it writes a reply event to its own outbox instead (replies.ts).
  */
-export type OutcomeWriter = (tx: Queryable, outcome: StockOutcome) => Promise<void>;
+export type OutcomeWriter = (tx: Queryable, outcome: StockOutcome, headers?: Record<string, string>) => Promise<void>;
 
 export interface ConsumerDeps {
   pool: Pool;
@@ -67,6 +70,7 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
     async handle(delivery, deliveredBy) {
       const payload = parseOrderCreated(delivery);
       const short = payload.orderId.slice(0, 8);
+      const tag = traceTag(delivery.headers);
       const result = await withTransaction(deps.pool, async (tx) => {
         const outcome = await applyOnce(tx, delivery, payload, deliveredBy, writeOutcome);
         deps.crash?.('mid-consume');
@@ -74,11 +78,11 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
       });
       // Logged after COMMIT, so the log never claims something that was rolled back.
       if (result.kind === 'duplicate') {
-        log.info(`SKIPPING duplicate message ${delivery.messageId} (order ${short}…, delivered by ${deliveredBy})`);
+        log.info(`SKIPPING duplicate message ${delivery.messageId} (order ${short}…, delivered by ${deliveredBy})${tag}`);
       } else if (result.kind === 'applied') {
-        log.info(`order ${short}… stock ${payload.productId} ${result.before} → ${result.after} (${settledAs.applied})`);
+        log.info(`order ${short}… stock ${payload.productId} ${result.before} → ${result.after} (${settledAs.applied})${tag}`);
       } else {
-        log.info(`order ${short}… ${settledAs.rejected}: ${result.reason}`);
+        log.info(`order ${short}… ${settledAs.rejected}: ${result.reason}${tag}`);
       }
       return result.kind;
     },
@@ -94,13 +98,13 @@ async function applyOnce(tx: Queryable, delivery: Delivery, payload: OrderCreate
   }
   const left = await takeStock(tx, payload.productId, payload.quantity);
   if (left !== undefined) {
-    await writeOutcome(tx, { kind: 'applied', order: payload, stockLeft: left });
+    await writeOutcome(tx, { kind: 'applied', order: payload, stockLeft: left }, delivery.headers);
     return { kind: 'applied' as const, before: left + payload.quantity, after: left };
   }
   const have = (await stockOf(tx, payload.productId)) ?? 0;
   const reason = `insufficient stock for ${payload.productId}: wanted ${payload.quantity}, have ${have}`;
   await setOutcome(tx, delivery.messageId, 'rejected');
-  await writeOutcome(tx, { kind: 'rejected', order: payload, reason });
+  await writeOutcome(tx, { kind: 'rejected', order: payload, reason }, delivery.headers);
   return { kind: 'rejected' as const, reason };
 }
 

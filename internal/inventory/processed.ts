@@ -8,6 +8,8 @@ export interface MessageCopy {
   messageId: string;
   eventType: string;
   payload: unknown;
+  /** The trace context it arrived with: a replay puts it back, so the skip shows in the original trace. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -19,10 +21,10 @@ export interface MessageCopy {
  */
 export async function recordFirstDelivery(tx: Queryable, message: MessageCopy, handledBy: string): Promise<boolean> {
   const { rowCount } = await tx.query(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload)
-     VALUES ($1, 'applied', $2, $3, $4)
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers)
+     VALUES ($1, 'applied', $2, $3, $4, $5)
      ON CONFLICT (message_id) DO NOTHING`,
-    [message.messageId, handledBy, message.eventType, JSON.stringify(message.payload)],
+    [message.messageId, handledBy, message.eventType, JSON.stringify(message.payload), JSON.stringify(message.headers ?? {})],
   );
   return rowCount === 1;
 }
@@ -63,9 +65,10 @@ interface ProcessedRow {
   processed_at: Date;
   event_type: string | null;
   payload: unknown;
+  headers: Record<string, string> | null;
 }
 
-const PROCESSED_COLUMNS = 'message_id, outcome, handled_by, processed_at, event_type, payload';
+const PROCESSED_COLUMNS = 'message_id, outcome, handled_by, processed_at, event_type, payload, headers';
 
 /** The most recently processed messages that can be replayed (a copy was kept), newest first. */
 export async function recentProcessed(db: Queryable, limit: number): Promise<ProcessedMessage[]> {
@@ -134,7 +137,7 @@ function toProcessed(row: ProcessedRow): ProcessedMessage {
     outcome: row.outcome,
     handledBy: row.handled_by,
     processedAt: row.processed_at,
-    copy: row.event_type === null ? undefined : { messageId: row.message_id, eventType: row.event_type, payload: row.payload },
+    copy: row.event_type === null ? undefined : { messageId: row.message_id, eventType: row.event_type, payload: row.payload, headers: row.headers ?? {} },
   };
 }
 
@@ -174,8 +177,8 @@ export async function recordFirstDeliveries(
   handledBy: string,
 ): Promise<Set<string>> {
   const { rows } = await tx.query<{ message_id: string }>(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload)
-     SELECT id, 'applied', $2, type, payload FROM unnest($1::uuid[], $3::text[], $4::jsonb[]) AS m(id, type, payload)
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers)
+     SELECT id, 'applied', $2, type, payload, headers FROM unnest($1::uuid[], $3::text[], $4::jsonb[], $5::jsonb[]) AS m(id, type, payload, headers)
       -- Always in id order: two batches sharing ids then wait for each other instead of deadlocking.
       ORDER BY id
      ON CONFLICT (message_id) DO NOTHING
@@ -185,6 +188,7 @@ export async function recordFirstDeliveries(
       handledBy,
       messages.map((m) => m.eventType),
       messages.map((m) => JSON.stringify(m.payload)),
+      messages.map((m) => JSON.stringify(m.headers ?? {})),
     ],
   );
   return new Set(rows.map((row) => row.message_id));
@@ -231,7 +235,7 @@ export async function pruneProcessedMessages(db: Queryable, retentionMs: number,
 /** Drops the replay copy (type, payload) of up to `limit` messages processed more than `retentionMs` ago; the rows stay. */
 export async function dropReplayCopies(db: Queryable, retentionMs: number, limit: number): Promise<number> {
   const { rowCount } = await db.query(
-    `UPDATE processed_messages SET event_type = NULL, payload = NULL
+    `UPDATE processed_messages SET event_type = NULL, payload = NULL, headers = '{}'
       WHERE message_id = ANY (ARRAY(
               SELECT message_id FROM processed_messages
                WHERE event_type IS NOT NULL AND processed_at < now() - make_interval(secs => $1 / 1000.0)

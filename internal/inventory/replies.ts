@@ -20,7 +20,8 @@ export interface StockReply {
   reason?: string;
 }
 
-export const writeStockReply: OutcomeWriter = async (tx, outcome) => {
+/** `headers`: the consumer's trace context, so the reply continues the order's trace. */
+export const writeStockReply: OutcomeWriter = async (tx, outcome, headers) => {
   const { orderId, productId, quantity } = outcome.order;
   const replyId = randomUUID();
   if (!(await recordAnswer(tx, orderId, outcome.kind === 'applied' ? 'reserved' : 'rejected', replyId))) {
@@ -34,7 +35,7 @@ export const writeStockReply: OutcomeWriter = async (tx, outcome) => {
       : { orderId, productId, quantity, reason: outcome.reason };
   await enqueueEvent(
     tx,
-    { messageId: replyId, eventType: outcome.kind === 'applied' ? STOCK_RESERVED : STOCK_REJECTED, aggregateId: orderId, payload: reply },
+    { messageId: replyId, eventType: outcome.kind === 'applied' ? STOCK_RESERVED : STOCK_REJECTED, aggregateId: orderId, payload: reply, headers },
     // The service nudges its own relay after the commit; no NOTIFY inside this transaction.
     { notify: false },
   );

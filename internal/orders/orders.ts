@@ -19,6 +19,8 @@ export interface Order {
   userId: string | null;
   status: OrderStatus;
   rejectReason: string | null;
+  /** The trace of the request that placed it (W3C, 32 hex); null when placed without one. */
+  traceId: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -38,11 +40,12 @@ interface OrderRow {
   user_id: string | null;
   status: OrderStatus;
   reject_reason: string | null;
+  trace_id: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, created_at, updated_at';
+const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, trace_id, created_at, updated_at';
 
 /** A new order with its event's message id, or (replayed) the order an earlier request with the same Idempotency-Key created. */
 export type PlacedOrder = NewOrder | { order: Order; replayed: true };
@@ -63,6 +66,11 @@ export interface PlaceOrderOptions {
    * inside the transaction, so a caller with no wiring (a tool, a test) still wakes the workers.
    */
   wakeup?: Pick<Wakeup, 'notifyInTransaction' | 'committed'>;
+  /**
+   * The trace this order belongs to: its id is kept on the order (GET /orders/:id shows it) and
+   * `headers` (traceparent, tracestate) go into the event's row, in the same transaction.
+   */
+  trace?: { traceId: string | undefined; headers: Record<string, string> };
 }
 
 /** Writes the order and its event atomically; an unknown product is UNKNOWN_PRODUCT and writes nothing. */
@@ -82,13 +90,13 @@ export async function placeOrder(pool: Pool, input: OrderInput, options: PlaceOr
         if (earlier) return { order: await getOrder(tx, earlier), replayed: true };
       }
       const { rows } = await tx.query<OrderRow>(
-        `INSERT INTO orders (id, product_id, quantity, user_id)
-         VALUES ($1, $2, $3, $4)
+        `INSERT INTO orders (id, product_id, quantity, user_id, trace_id)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING ${ORDER_COLUMNS}`,
-        [orderId, input.productId, input.quantity, input.userId ?? null],
+        [orderId, input.productId, input.quantity, input.userId ?? null, options.trace?.traceId ?? null],
       );
       options.crash?.('mid-order');
-      await enqueueEvent(tx, orderCreated(orderId, messageId, input), { notify });
+      await enqueueEvent(tx, { ...orderCreated(orderId, messageId, input), headers: options.trace?.headers }, { notify });
       return { order: toOrder(rows[0]!), messageId, replayed: false };
     });
   } catch (error) {
@@ -208,6 +216,7 @@ function toOrder(row: OrderRow): Order {
     userId: row.user_id,
     status: row.status,
     rejectReason: row.reject_reason,
+    traceId: row.trace_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -10,6 +10,7 @@ import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from '../inve
 import { STOCK_REJECTED, STOCK_RESERVED, type StockReply } from '../inventory/replies.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Received } from '../transport/transport.ts';
+import { traceTag } from '../tracing/context.ts';
 import { settleOrder } from './orders.ts';
 import { isUuid } from './validate.ts';
 
@@ -37,9 +38,10 @@ export function createReplyConsumer(deps: { pool: Pool; logger: Logger }): Reply
       });
       const log = deps.logger.child(receivedBy);
       const short = body.orderId.slice(0, 8);
-      if (result === 'duplicate') log.info(`SKIPPING duplicate reply ${reply.messageId} (order ${short}…)`);
-      else if (status === 'CONFIRMED') log.info(`order ${short}… CONFIRMED (${reply.eventType}: ${body.productId} has ${body.stockLeft} left)`);
-      else log.info(`order ${short}… REJECTED (${reply.eventType}: ${body.reason})`);
+      const tag = traceTag(reply.headers);
+      if (result === 'duplicate') log.info(`SKIPPING duplicate reply ${reply.messageId} (order ${short}…)${tag}`);
+      else if (status === 'CONFIRMED') log.info(`order ${short}… CONFIRMED (${reply.eventType}: ${body.productId} has ${body.stockLeft} left)${tag}`);
+      else log.info(`order ${short}… REJECTED (${reply.eventType}: ${body.reason})${tag}`);
       return result;
     },
   };

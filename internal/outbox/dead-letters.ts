@@ -17,10 +17,10 @@ export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 
   const { rowCount } = await db.query(
     `WITH moved AS (
        DELETE FROM outbox WHERE id = $1 AND lock_token = $2
-       RETURNING message_id, event_type, aggregate_id, payload, attempts, created_at
+       RETURNING message_id, event_type, aggregate_id, payload, headers, attempts, created_at
      )
-     INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at)
-     SELECT message_id, event_type, aggregate_id, payload, attempts, left($3, 2000), created_at FROM moved`,
+     INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, headers, attempts, last_error, created_at)
+     SELECT message_id, event_type, aggregate_id, payload, headers, attempts, left($3, 2000), created_at FROM moved`,
     [event.id, token, error],
   );
   return rowCount === 1;
@@ -34,6 +34,8 @@ export interface ReceivedDeadLetter {
   eventType: string;
   aggregateId: string;
   payload: unknown;
+  /** Its trace context, kept so the dead letter still belongs to its trace. */
+  headers?: Record<string, string>;
   deliveries: number;
 }
 
@@ -48,8 +50,8 @@ const NO_AGGREGATE = '00000000-0000-0000-0000-000000000000';
 export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedDeadLetter, error: string): Promise<void> {
   const idOk = UUID.test(message.messageId);
   await db.query(
-    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at, received_from)
-     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now(), $7)
+    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at, received_from, headers)
+     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now(), $7, $8)
      ON CONFLICT (message_id) DO NOTHING`,
     [
       idOk ? message.messageId : null,
@@ -59,6 +61,7 @@ export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedD
       message.deliveries,
       idOk ? error : `${error} (message id ${JSON.stringify(message.messageId)})`,
       message.stream,
+      JSON.stringify(message.headers ?? {}),
     ],
   );
 }
@@ -76,10 +79,10 @@ export async function redriveDeadLetters(db: Queryable, messageIds?: readonly st
           AND d.received_from IS NULL
           -- Already back in the outbox (replayed meanwhile): leave the dead letter where it is.
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = d.message_id)
-       RETURNING message_id, event_type, aggregate_id, payload, last_error, created_at
+       RETURNING message_id, event_type, aggregate_id, payload, headers, last_error, created_at
      )
-     INSERT INTO outbox (message_id, event_type, aggregate_id, payload, created_at, last_error)
-     SELECT message_id, event_type, aggregate_id, payload, created_at, 're-driven after: ' || coalesce(last_error, '?') FROM moved
+     INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, created_at, last_error)
+     SELECT message_id, event_type, aggregate_id, payload, headers, created_at, 're-driven after: ' || coalesce(last_error, '?') FROM moved
      ON CONFLICT (message_id) DO NOTHING
      RETURNING message_id`,
     [messageIds ?? null],
@@ -161,17 +164,20 @@ export interface ReceivedDeadLetterCopy {
   eventType: string;
   aggregateId: string;
   payload: unknown;
+  headers: Record<string, string>;
 }
 
 /** The dead letters received from `stream` (all, or those in `messageIds`), oldest first. */
 export async function listReceivedDeadLetters(db: Queryable, stream: string, messageIds?: readonly string[]): Promise<ReceivedDeadLetterCopy[]> {
-  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; payload: unknown }>(
-    `SELECT message_id, event_type, aggregate_id, payload FROM dead_letters
+  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; payload: unknown; headers: Record<string, string> | null }>(
+    `SELECT message_id, event_type, aggregate_id, payload, headers FROM dead_letters
       WHERE received_from = $1 AND ($2::uuid[] IS NULL OR message_id = ANY($2::uuid[]))
       ORDER BY dead_at, id`,
     [stream, messageIds ?? null],
   );
-  return rows.map((row) => ({ messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, payload: row.payload }));
+  return rows.map((row) => ({
+    messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, payload: row.payload, headers: row.headers ?? {},
+  }));
 }
 
 /** Forgets one received dead letter once it was published back to its stream. */

@@ -28,6 +28,8 @@ export interface NewEvent {
   eventType: string;
   aggregateId: string;
   payload: unknown;
+  /** Context that travels with the event (the W3C trace context), stored in the same row. */
+  headers?: Record<string, string>;
 }
 
 /** An event as a worker sees it after claiming it. */
@@ -37,6 +39,8 @@ export interface OutboxEvent {
   eventType: string;
   aggregateId: string;
   payload: unknown;
+  /** The trace context stored with it ({} when none; fakes in tests may leave it out). */
+  headers?: Record<string, string>;
   /** Including the current one: 1 on the first delivery. */
   attempts: number;
   /** Why the previous attempt did not finish (null on a first delivery). */
@@ -55,6 +59,7 @@ interface OutboxRow {
   event_type: string;
   aggregate_id: string;
   payload: unknown;
+  headers: Record<string, string> | null;
   attempts: number;
   last_error: string | null;
   created_at: Date;
@@ -68,18 +73,18 @@ interface OutboxRow {
  * (wakeup.ts), and passes `notify: false`.
  */
 export async function enqueueEvent(tx: Queryable, event: NewEvent, options: { notify?: boolean } = {}): Promise<void> {
-  const values = [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload)];
+  const values = [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {})];
   if (options.notify === false) {
-    await tx.query(`INSERT INTO outbox (message_id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)`, values);
+    await tx.query(`INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers) VALUES ($1, $2, $3, $4, $5)`, values);
     return;
   }
   await tx.query(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
-       VALUES ($1, $2, $3, $4)
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
+       VALUES ($1, $2, $3, $4, $5)
        RETURNING id
      )
-     SELECT pg_notify($5, '') FROM inserted`,
+     SELECT pg_notify($6, '') FROM inserted`,
     [...values, OUTBOX_CHANNEL],
   );
 }
@@ -94,16 +99,17 @@ export async function enqueueEvents(tx: Queryable, events: readonly NewEvent[]):
   if (events.length === 0) return;
   await tx.query(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[])
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::jsonb[])
        RETURNING id
      )
-     SELECT pg_notify($5, '') WHERE EXISTS (SELECT 1 FROM inserted)`,
+     SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM inserted)`,
     [
       events.map((e) => e.messageId),
       events.map((e) => e.eventType),
       events.map((e) => e.aggregateId),
       events.map((e) => JSON.stringify(e.payload)),
+      events.map((e) => JSON.stringify(e.headers ?? {})),
       OUTBOX_CHANNEL,
     ],
   );
@@ -116,13 +122,13 @@ export async function enqueueEvents(tx: Queryable, events: readonly NewEvent[]):
 export async function enqueueAgain(db: Queryable, event: NewEvent): Promise<boolean> {
   const { rows } = await db.query<{ id: string }>(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload)
-       VALUES ($1, $2, $3, $4)
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
+       VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (message_id) DO NOTHING
        RETURNING id
      )
-     SELECT id, pg_notify($5, '') FROM inserted`,
-    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), OUTBOX_CHANNEL],
+     SELECT id, pg_notify($6, '') FROM inserted`,
+    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {}), OUTBOX_CHANNEL],
   );
   return rows.length === 1;
 }
@@ -165,7 +171,7 @@ const CLAIM_SQL = `UPDATE outbox
               SELECT id FROM candidates
                WHERE NOT EXISTS (SELECT 1 FROM candidates WHERE abandoned)
                   OR id = (SELECT min(id) FROM candidates WHERE abandoned)))
-     RETURNING id, message_id, event_type, aggregate_id, payload, attempts, last_error, created_at`;
+     RETURNING id, message_id, event_type, aggregate_id, payload, headers, attempts, last_error, created_at`;
 
 /** The claim's query plan (EXPLAIN, not run): proof that it stays an index scan. */
 export async function explainClaim(db: Queryable, batchSize: number): Promise<string> {
@@ -417,6 +423,7 @@ function toEvent(row: OutboxRow): OutboxEvent {
     eventType: row.event_type,
     aggregateId: row.aggregate_id,
     payload: row.payload,
+    headers: row.headers ?? {},
     attempts: row.attempts,
     lastError: row.last_error,
     createdAt: row.created_at,

@@ -16,6 +16,8 @@ export class SharedClaim {
   /** Ids the consumer committed, to delete with this claim's token once every unit settled. */
   readonly delivered: string[] = [];
   readonly outcomes: Record<string, number> = {};
+  /** The delivered events' trace contexts, for the log line that deletes them. */
+  readonly traces: Array<Record<string, string> | undefined> = [];
   private open: number;
   private resolveFinished!: () => void;
   private rejectFinished!: (error: unknown) => void;
@@ -37,8 +39,9 @@ export class SharedClaim {
     this.finished.catch(() => undefined); // whoever finalizes reports the error; waiting on it is optional
   }
 
-  recordDelivered(id: string, outcome: string): void {
+  recordDelivered(id: string, outcome: string, headers?: Record<string, string>): void {
     this.delivered.push(id);
+    this.traces.push(headers);
     this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + 1;
   }
 

@@ -6,6 +6,7 @@
 import { isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
+import { traceTag, tracesTag } from '../tracing/context.ts';
 import { DispatchQueue, groupByAggregate, SharedClaim, type DispatchUnit } from './dispatch.ts';
 import { LeaseDeadline } from './lease.ts';
 import { Waker } from './waker.ts';
@@ -150,7 +151,7 @@ export class Relay {
       return { claimed };
     }
     const log = this.deps.logger.child(name);
-    log.info(`claimed ${claimed} event${claimed === 1 ? '' : 's'}`);
+    log.info(`claimed ${claimed} event${claimed === 1 ? '' : 's'}${tracesTag(claim.events.map((e) => e.headers))}`);
     await this.deps.hooks?.afterClaim?.(name, claim.events);
     const deliverable = await this.withoutExhausted(name, log, claim.token, claim.events);
     if (deliverable.length === 0) return { claimed };
@@ -181,7 +182,7 @@ export class Relay {
           break;
         }
         try {
-          await this.deliverOne(name, log, claim.token, event, (outcome) => claim.recordDelivered(event.id, outcome));
+          await this.deliverOne(name, log, claim.token, event, (outcome) => claim.recordDelivered(event.id, outcome, event.headers));
         } catch (error) {
           // deliverOne records a failed delivery itself; landing here means that recording
           // failed too. The unit's unstarted events go back now, not after the whole lease.
@@ -191,7 +192,7 @@ export class Relay {
         }
       }
     } finally {
-      if (claim.settle(settled)) await claim.finalize(() => this.completeDelivered(this.deps.logger.child(claim.claimer), claim.token, claim.delivered, claim.outcomes));
+      if (claim.settle(settled)) await claim.finalize(() => this.completeDelivered(this.deps.logger.child(claim.claimer), claim.token, claim.delivered, claim.outcomes, claim.traces));
     }
   }
 
@@ -228,10 +229,11 @@ export class Relay {
   private async deliverClaim(name: string, token: string, events: OutboxEvent[], lease: LeaseDeadline): Promise<void> {
     const log = this.deps.logger.child(name);
     const hooks = this.deps.hooks ?? {};
-    log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}`);
+    log.info(`claimed ${events.length} event${events.length === 1 ? '' : 's'}${tracesTag(events.map((e) => e.headers))}`);
     await hooks.afterClaim?.(name, events);
     const delivered: string[] = [];
     const outcomes: Record<string, number> = {};
+    const traces: Array<Record<string, string> | undefined> = [];
     let deliverable = await this.withoutExhausted(name, log, token, events);
     let batched: PromiseSettledResult<string>[] | undefined;
     if (this.deps.deliverBatch && deliverable.length > 1) {
@@ -261,13 +263,14 @@ export class Relay {
         await hooks.afterDeliver?.(name, event);
         this.deps.observer?.onDelivered(name, performance.now() - started, outcome);
         delivered.push(event.id);
+        traces.push(event.headers);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
         this.deps.observer?.onFailed(name);
         await this.handleFailure(name, log, token, event, error);
       }
     }
-    await this.completeDelivered(log, token, delivered, outcomes);
+    await this.completeDelivered(log, token, delivered, outcomes, traces);
   }
 
   /**
@@ -302,16 +305,18 @@ export class Relay {
     }
   }
 
-  private async completeDelivered(log: Logger, token: string, delivered: string[], outcomes: Record<string, number>): Promise<void> {
+  private async completeDelivered(
+    log: Logger, token: string, delivered: string[], outcomes: Record<string, number>, traces: ReadonlyArray<Record<string, string> | undefined>,
+  ): Promise<void> {
     if (delivered.length === 0) return;
     // A crash between the consumer's commit and this delete means a redelivery later, which
     // the consumer recognises as a duplicate. That is the price of at-least-once, and it is safe.
     const deleted = await this.deps.store.complete(delivered, token);
     const summary = Object.entries(outcomes).map(([k, v]) => `${v} ${k}`).join(', ');
     if (deleted === delivered.length) {
-      log.info(`delivered and deleted ${deleted} event${deleted === 1 ? '' : 's'} (${summary})`);
+      log.info(`delivered and deleted ${deleted} event${deleted === 1 ? '' : 's'} (${summary})${tracesTag(traces)}`);
     } else {
-      log.warn(`delivered ${delivered.length} (${summary}) but deleted only ${deleted}: lease expired, another worker owns the rest`);
+      log.warn(`delivered ${delivered.length} (${summary}) but deleted only ${deleted}: lease expired, another worker owns the rest${tracesTag(traces)}`);
     }
   }
 
@@ -358,10 +363,10 @@ export class Relay {
     try {
       const delay = await this.deps.store.retryLater(event, token, message);
       const when = delay === undefined ? 'lease lost' : `retry in ${(delay / 1000).toFixed(1)} s`;
-      log.warn(`delivery failed for ${event.messageId} (attempt ${event.attempts}/${this.maxAttempts}): ${message}; ${when}`);
+      log.warn(`delivery failed for ${event.messageId} (attempt ${event.attempts}/${this.maxAttempts}): ${message}; ${when}${traceTag(event.headers)}`);
     } catch (storeError) {
       // Could not even record the failure: the lease will expire and the event comes back.
-      log.warn(`delivery failed for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})`);
+      log.warn(`delivery failed for ${event.messageId}: ${message}; not recorded (${(storeError as Error).message})${traceTag(event.headers)}`);
     }
   }
 
@@ -369,7 +374,7 @@ export class Relay {
     try {
       const moved = await this.deps.store.deadLetter(event, token, why);
       if (moved) this.deps.observer?.onDeadLettered?.(name);
-      if (moved) log.warn(`DEAD-LETTERED message ${event.messageId}: ${why}`);
+      if (moved) log.warn(`DEAD-LETTERED message ${event.messageId}: ${why}${traceTag(event.headers)}`);
       else log.warn(`could not dead-letter ${event.messageId}: lease lost to another worker`);
     } catch (storeError) {
       log.warn(`could not dead-letter ${event.messageId} (${(storeError as Error).message}); its lease will expire and it comes back`);

@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.ts';
 import { placeOrder } from '../orders/orders.ts';
 import { countWaiting, createOutboxStore, enqueueAgain } from '../outbox/outbox.ts';
 import { Relay } from '../relay/relay.ts';
+import { traceTag } from '../tracing/context.ts';
 
 export type ReplayPath = 'server-workers' | 'in-process';
 
@@ -78,7 +79,7 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps): Promi
   if (path === 'server-workers') {
     for (const copy of copies) {
       const again = await enqueueAgain(deps.pool, { ...copy, aggregateId: aggregateOf(copy) });
-      log.info(again ? `message ${copy.messageId} → outbox again (a duplicate)` : `message ${copy.messageId} is still in the outbox; its worker will finish it`);
+      log.info((again ? `message ${copy.messageId} → outbox again (a duplicate)` : `message ${copy.messageId} is still in the outbox; its worker will finish it`) + traceTag(copy.headers));
     }
     deps.nudge?.();
     await waitFor(

@@ -5,6 +5,7 @@ import { startInventoryService, type RunningInventoryService } from '../app/inve
 import { startServer, type RunningServer } from '../app/wiring.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createSilentLogger, type Logger } from '../log/logger.ts';
+import type { Tracing } from '../tracing/tracing.ts';
 import type { TestDatabase } from './database.ts';
 
 export interface TestServices {
@@ -29,13 +30,14 @@ export function natsTestConfig(orderDb: TestDatabase, inventoryDb: TestDatabase,
 export async function startTestServices(
   orderDb: TestDatabase, inventoryDb: TestDatabase, natsUrl: string,
   overrides: Partial<Config> = {}, logger: Logger = createSilentLogger(),
+  tracing: { orders?: Tracing; inventory?: Tracing } = {},
 ): Promise<TestServices> {
   const config = natsTestConfig(orderDb, inventoryDb, natsUrl, overrides);
-  const inventory = await startInventoryService(config, logger);
+  const inventory = await startInventoryService(config, logger, { tracing: tracing.inventory });
   let orders: RunningServer;
   try {
     // The order service reads the inventory's /stats where it really listens (a free port).
-    orders = await startServer({ ...config, broker: { ...config.broker, inventoryUrl: inventory.url } }, logger);
+    orders = await startServer({ ...config, broker: { ...config.broker, inventoryUrl: inventory.url } }, logger, { tracing: tracing.orders });
   } catch (error) {
     await inventory.close();
     throw error;

@@ -9,6 +9,7 @@ import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } fr
 import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { AppError, isAppError, StartupError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { traceTag } from '../tracing/context.ts';
 import { subjectFor, type StreamSpec } from './nats-streams.ts';
 import type { DeadLetterSink, Envelope, Handler, Publisher, Received, Subscriber } from './transport.ts';
 
@@ -130,7 +131,7 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
 
   async function handleOne(msg: JsMsg, handler: Handler, name: string): Promise<void> {
     const received = parse(msg);
-    const short = received.messageId.slice(0, 8);
+    const short = `${received.messageId.slice(0, 8)}…${traceTag(received.headers)}`;
     try {
       // The broker counts every hand-out, also those that never reached a handler: a process
       // killed with the message in its buffer, an ack wait that ran out under load. So past
@@ -147,24 +148,24 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
         clearInterval(heartbeat);
       }
       // Acknowledged after the commit; lost, the message comes again and the inbox skips it.
-      await msg.ackAck().catch((error: unknown) => log.child(name).warn(`ack for ${short}… lost (${describe(error)}); it will be delivered again and skipped`));
+      await msg.ackAck().catch((error: unknown) => log.child(name).warn(`ack for ${short} lost (${describe(error)}); it will be delivered again and skipped`));
     } catch (error) {
       const reason = describe(error);
       if (isAppError(error, 'POISON_MESSAGE') || received.deliveryCount >= options.maxDeliveries) {
         try {
           await options.onDeadLetter(received, reason);
           msg.term();
-          log.child(name).warn(`message ${short}… dead-lettered and terminated after ${received.deliveryCount} deliveries: ${reason}`);
+          log.child(name).warn(`message ${short} dead-lettered and terminated after ${received.deliveryCount} deliveries: ${reason}`);
         } catch (sinkError) {
           // Not recorded: keep it in the broker and try again later, rather than lose it.
           msg.nak(options.retryDelayMs(received.deliveryCount));
-          log.child(name).warn(`message ${short}… could not be dead-lettered (${describe(sinkError)}); it will come again`);
+          log.child(name).warn(`message ${short} could not be dead-lettered (${describe(sinkError)}); it will come again`);
         }
         return;
       }
       const delay = options.retryDelayMs(received.deliveryCount);
       msg.nak(delay);
-      log.child(name).warn(`message ${short}… failed (delivery ${received.deliveryCount}): ${reason}; again in ${delay} ms`);
+      log.child(name).warn(`message ${short} failed (delivery ${received.deliveryCount}): ${reason}; again in ${delay} ms`);
     }
   }
 
