@@ -108,7 +108,7 @@ export async function startInventoryService(config: Config, logger: Logger, opti
     stopAll.push(() => subscriber.close());
 
     const app = createInventoryHttpApp({
-      stats: () => stats.read(),
+      stats: (freshFrom) => stats.read(freshFrom),
       metrics,
       logger,
       serverNames: serverNames(config.host, config.allowedHosts),

@@ -12,7 +12,8 @@ import { hostGuard, type ServerNames } from './guard.ts';
 
 export interface InventoryHttpDeps {
   /** Its database's numbers (shared, briefly cached read). */
-  stats: () => Promise<InventoryStats>;
+  /** `freshFrom` (epoch ms): ?fresh=1 asks for numbers read after the request arrived. */
+  stats: (freshFrom?: number) => Promise<InventoryStats>;
   metrics: Pick<InventoryMetrics, 'scrape' | 'contentType'>;
   logger: Logger;
   serverNames: ServerNames;
@@ -31,8 +32,9 @@ export function createInventoryHttpApp(deps: InventoryHttpDeps): express.Express
     const readiness = await deps.readiness();
     res.status(readiness.ready ? 200 : 503).json(readiness);
   });
-  app.get('/stats', async (_req, res) => {
-    res.json(await deps.stats());
+  app.get('/stats', async (req, res) => {
+    // ?fresh=1: numbers read after this request arrived (a tool checking what it just did).
+    res.json(await deps.stats(req.query.fresh === '1' ? Date.now() : undefined));
   });
   app.get('/metrics', async (_req, res) => {
     const text = await deps.metrics.scrape();

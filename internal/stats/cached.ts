@@ -1,7 +1,8 @@
 // The single-flight cache of reader.ts for reads that never fail (they answer "unreachable"
 // instead): one read in flight at a time, its result answering every caller for `cacheMs`.
 export interface CachedRead<T> {
-  read(): Promise<T>;
+  /** `freshFrom` (epoch ms): only a read that started at or after it will do (?fresh=1). */
+  read(freshFrom?: number): Promise<T>;
 }
 
 interface Read<T> {
@@ -13,10 +14,11 @@ interface Read<T> {
 export function cachedRead<T>(load: () => Promise<T>, cacheMs: number, now: () => number = Date.now): CachedRead<T> {
   let latest: Read<T> | undefined;
   return {
-    read() {
+    read(freshFrom) {
       const current = latest;
       // A read still running is shared however long it takes (it has its own timeout).
-      if (current && (!current.settled || now() - current.startedAt < cacheMs)) return current.result;
+      const recentEnough = current !== undefined && (freshFrom === undefined || current.startedAt >= freshFrom);
+      if (current && recentEnough && (!current.settled || now() - current.startedAt < cacheMs)) return current.result;
       const read: Read<T> = { startedAt: now(), settled: false, result: load() };
       read.result.then(() => (read.settled = true), () => (read.settled = true));
       latest = read;

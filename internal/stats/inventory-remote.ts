@@ -15,11 +15,14 @@ export interface RemoteInventoryReader {
   read(): Promise<RemoteInventoryStats>;
 }
 
-export function createRemoteInventoryReader(baseUrl: string, options: { timeoutMs: number; cacheMs: number }): RemoteInventoryReader {
+export function createRemoteInventoryReader(
+  baseUrl: string, options: { timeoutMs: number; cacheMs: number; /** ?fresh=1: not the inventory's cached numbers */ fresh?: boolean },
+): RemoteInventoryReader {
   const from = `${baseUrl.replace(/\/+$/, '')}/stats`;
+  const url = options.fresh ? `${from}?fresh=1` : from;
   async function load(): Promise<RemoteInventoryStats> {
     try {
-      const res = await fetch(from, { signal: AbortSignal.timeout(options.timeoutMs) });
+      const res = await fetch(url, { signal: AbortSignal.timeout(options.timeoutMs) });
       if (!res.ok) {
         await res.body?.cancel();
         throw new Error(`HTTP ${res.status}`);
@@ -39,7 +42,8 @@ export function createRemoteInventoryReader(baseUrl: string, options: { timeoutM
  * the inventory's database: the order service's dashboard button (TRANSPORT=nats).
  */
 export function remoteInventorySide(inventoryUrl: string, timeoutMs: number): InventorySide {
-  const reader = createRemoteInventoryReader(inventoryUrl, { timeoutMs, cacheMs: 0 });
+  // Fresh numbers: a before/after check must not compare against the service's own cache.
+  const reader = createRemoteInventoryReader(inventoryUrl, { timeoutMs, cacheMs: 0, fresh: true });
   return {
     async read() {
       const stats = await reader.read();
