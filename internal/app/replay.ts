@@ -64,12 +64,19 @@ async function redriveBothServices(config: Config, messageIds: string[], logger:
 
 /** `--dead-letters --purge --older-than <duration>`: delete old dead letters, report each. */
 export async function purgeDeadLettersOlderThan(config: Config, olderThanMs: number, logger: Logger): Promise<PurgeResult> {
-  const db = await connectDatabase(config, logger, 'replay', 1);
-  try {
-    return await purgeOldDeadLetters(db.pool, olderThanMs, logger);
-  } finally {
-    await db.close();
-  }
+  const purgeIn = async (open?: typeof openInventoryDatabaseServer) => {
+    const db = await connectDatabase(config, logger, 'replay', 1, open);
+    try {
+      return await purgeOldDeadLetters(db.pool, olderThanMs, logger);
+    } finally {
+      await db.close();
+    }
+  };
+  const orders = await purgeIn();
+  // TRANSPORT=nats: the inventory service keeps dead letters of its own, in its own database.
+  if (config.transport !== 'nats') return orders;
+  const inventory = await purgeIn(openInventoryDatabaseServer);
+  return { olderThanMs, purged: [...orders.purged, ...inventory.purged] };
 }
 
 export function replayDuplicates(

@@ -15,7 +15,8 @@ import { INVENTORY_STREAM, ORDERS_STREAM } from '../transport/nats-streams.ts';
 import { createTestDatabase, type TestDatabase } from '../testkit/database.ts';
 import { eventually } from '../testkit/eventually.ts';
 import { natsAvailable, skipUnlessNats, startTestNatsServer, type TestNatsServer } from '../testkit/nats.ts';
-import { startTestServices, type TestServices } from '../testkit/services.ts';
+import { natsTestConfig, startTestServices, type TestServices } from '../testkit/services.ts';
+import { purgeDeadLettersOlderThan } from './replay.ts';
 
 const quiet = createSilentLogger();
 let orderDb: TestDatabase;
@@ -162,6 +163,23 @@ describe('two services over NATS JetStream', () => {
     assert.equal(await stockOf(inventoryDb.pool, 'widget'), stock - 7);
     assert.equal(await count(inventoryDb, `SELECT count(*) FROM dead_letters WHERE message_id = '${messageId}'`), 0);
     assert.equal(await count(inventoryDb, `SELECT count(*) FROM processed_messages WHERE message_id = '${messageId}'`), 1);
+  });
+
+  it('replay --dead-letters --purge removes old dead letters from both services\' databases', async (t) => {
+    if (!services || !nats) return void (await skipUnlessNats(t));
+    const old = async (db: TestDatabase) => {
+      const id = randomUUID();
+      await db.pool.query(
+        `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, created_at, dead_at)
+         VALUES ($1, 'OrderCreated', $1, '{}', 5, now() - interval '40 days', now() - interval '40 days')`,
+        [id],
+      );
+      return id;
+    };
+    const ids = [await old(orderDb), await old(inventoryDb)];
+    const result = await purgeDeadLettersOlderThan(natsTestConfig(orderDb, inventoryDb, nats.url), 30 * 86_400_000, quiet);
+    assert.deepEqual(result.purged.map((p) => p.messageId).sort(), ids.sort());
+    assert.equal(await count(inventoryDb, `SELECT count(*) FROM dead_letters WHERE message_id = '${ids[1]}'`), 0);
   });
 
   it('a poison OrderCreated is dead-lettered in the inventory database and not delivered again', async (t) => {
