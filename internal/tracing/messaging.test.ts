@@ -7,7 +7,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { createTestTracing } from '../testkit/tracing.ts';
 import { traceIdOf, traceTag, tracesTag } from './context.ts';
 import { tracePublish, traceHandler } from './messaging.ts';
-import { noTracing } from './tracing.ts';
+import { createTracing, noTracing } from './tracing.ts';
 
 const tracing = createTestTracing();
 const { tracer } = tracing.service('test');
@@ -60,5 +60,21 @@ describe('messaging spans', () => {
     assert.equal(traceTag(sent), '');
     assert.equal(traceTag({ traceparent }), ' (trace 4bf92f35)');
     assert.equal(tracesTag([{ traceparent }, undefined, { traceparent }]), ' (trace 4bf92f35)');
+  });
+
+  it('without an exporter nothing is recorded, but the trace id still travels in the headers', async () => {
+    const idsOnly = createTracing({ otlpEndpoint: undefined, serviceName: undefined }, { defaultServiceName: 'test' });
+    let sent: Record<string, string> = {};
+    await tracePublish(idsOnly.tracer, { messageId: 'm-3', eventType: 'OrderCreated', headers: { traceparent }, attempts: 1, lastError: null }, destination, async (headers) => {
+      sent = headers;
+      return 'applied';
+    });
+    assert.equal(traceIdOf(sent), '4bf92f3577b34da6a3ce929d0e0e4736', 'the same trace goes on');
+    const root = idsOnly.tracer.startSpan('root');
+    assert.equal(root.isRecording(), false);
+    assert.match(root.spanContext().traceId, /^[0-9a-f]{32}$/);
+    assert.notEqual(root.spanContext().traceId, '0'.repeat(32), 'a real id, for the logs and GET /orders/:id');
+    root.end();
+    await idsOnly.shutdown();
   });
 });
