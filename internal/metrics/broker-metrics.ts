@@ -8,7 +8,7 @@ import type { Stats } from '../stats/stats.ts';
 export function createBrokerHopMetrics(registers: Registry[]): { apply(stats: Stats): void } {
   const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers });
   const brokerUp = gauge('nats_broker_reachable', '1 when JetStream answered the latest read of the streams and consumers, 0 when it did not (within the timeout).');
-  const streamMessages = gauge('nats_stream_messages', 'Messages the stream holds now (interest retention: not yet acknowledged by its consumer).', ['stream']);
+  const streamMessages = gauge('nats_stream_messages', 'Messages the stream stores now (acknowledged ones included: limits retention keeps them).', ['stream']);
   const pending = gauge('nats_consumer_pending_messages', 'Messages in the stream not yet delivered to this durable consumer. Grows when the consuming service is down or slow.', ['stream', 'consumer']);
   const ackPending = gauge('nats_consumer_ack_pending_messages', 'Messages delivered to this consumer and not yet acknowledged (being handled, or waiting for ack_wait after a crash).', ['stream', 'consumer']);
   const redelivered = gauge('nats_consumer_redelivered_messages', 'Messages among those outstanding that this consumer has had delivered more than once (JetStream num_redelivered).', ['stream', 'consumer']);

@@ -9,10 +9,7 @@ import { cachedRead } from './cached.ts';
 
 export interface StreamNumbers {
   name: string;
-  /**
-   * Messages the stream holds now. Its retention is "interest": a message goes once its
-   * consumer acknowledged it, so this is what is waiting or in flight.
-   */
+  /** Messages the stream stores now (acknowledged ones included: the stream keeps them). */
   messages: number;
   /** Messages ever stored (the last sequence number): a second copy the broker kept would show here. */
   published: number;

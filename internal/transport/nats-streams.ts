@@ -1,7 +1,7 @@
 // The broker's topology, created idempotently by whichever service starts first: two streams
 // (one per producing service) and one durable pull consumer per consuming service.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 
 export interface StreamSpec {
   name: string;
@@ -42,11 +42,11 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, sett
   const wanted = {
     name: spec.name,
     subjects: spec.subjects,
-    // A message is removed once its one consumer acknowledged (or terminated) it: the stream
-    // holds the backlog, not every event ever published. Messages nobody consumes yet stay,
-    // since the consumers are created with the streams, before anything is published. The
-    // Nats-Msg-Id de-duplication does not depend on the message still being stored.
-    retention: RetentionPolicy.Interest,
+    // Limits retention (JetStream's default), no limits: the streams keep every message. Interest
+    // retention would keep only the backlog, but on the 2.9/2.10 servers an interest stream that
+    // is empty at a restart can come back with its sequence behind its consumer's ack floor, and
+    // the consumer then skips new messages (nats-server issues 5412, 6611). Bound the streams
+    // with max_age or max_bytes in production, longer than any consumer outage you expect.
     duplicate_window: ms(settings.duplicateWindowMs),
     num_replicas: settings.replicas,
   };
