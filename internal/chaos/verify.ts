@@ -68,6 +68,8 @@ export interface NatsAudit extends Audit {
   inventoryOutboxLeft: number;
   /** What each dead letter left is and why it died ("inventory: OrderCreated 1a2b…: delivered 5 times…"). */
   deadLetters: string[];
+  /** Up to 10 accepted orders still PENDING, and how far each got ("1a2b…: in the inventory inbox 1×"), to tell where one stopped. */
+  pendingOrders: string[];
 }
 
 /**
@@ -107,6 +109,10 @@ export async function auditNats(orderDb: Queryable, inventoryDb: Queryable, acce
     repliesAppliedTwice: await countOrdersAppliedTwice(orderDb),
     replyDuplicatesSkipped: replyCounts.duplicatesSkipped,
     inventoryOutboxLeft: inventoryOutbox.pending,
+    pendingOrders: found
+      .filter((o) => o.status === 'PENDING')
+      .slice(0, 10)
+      .map((o) => `${o.id.slice(0, 8)}…: in the inventory inbox ${inbox.get(o.id) ?? 0}×`),
     deadLetters: [
       ...(await listDeadLetters(orderDb)).map((d) => `order service: ${d.eventType} ${d.messageId.slice(0, 8)}… after ${d.attempts}: ${d.lastError}`),
       ...(await listDeadLetters(inventoryDb)).map((d) => `inventory: ${d.eventType} ${d.messageId.slice(0, 8)}… after ${d.attempts}: ${d.lastError}`),
