@@ -49,16 +49,11 @@ export async function tracePublish(
     attributes: { ...messagingAttributes(destination, 'send', 'publish', event.messageId), [DELIVERY_COUNT]: event.attempts, 'outbox.event_type': event.eventType },
   }, parent);
   if (event.attempts > 1) span.addEvent('redelivery', { [DELIVERY_COUNT]: event.attempts, 'outbox.last_error': event.lastError ?? '' });
-  try {
+  return withinSpan(span, async () => {
     const outcome = await publish(withContext(event.headers, trace.setSpan(parent, span)));
     markOutcome(span, outcome, 'the broker already had this message id: the copy was dropped');
     return outcome;
-  } catch (error) {
-    fail(span, error);
-    throw error;
-  } finally {
-    span.end();
-  }
+  });
 }
 
 export interface ConsumeOptions {
@@ -91,16 +86,11 @@ export function traceHandler(tracer: Tracer, handler: Handler, options: ConsumeO
       span.setAttribute('outbox.redelivered', true);
       span.addEvent('redelivery', { [DELIVERY_COUNT]: message.deliveryCount });
     }
-    try {
+    return withinSpan(span, async () => {
       const outcome = await handler({ ...message, headers: withContext(message.headers, trace.setSpan(parent, span)) }, receivedBy);
       markOutcome(span, outcome, 'already in the inbox: skipped, nothing changed');
       return outcome;
-    } catch (error) {
-      fail(span, error);
-      throw error;
-    } finally {
-      span.end();
-    }
+    });
   };
 }
 
@@ -122,10 +112,18 @@ function markOutcome(span: Span, outcome: string, duplicateMeans: string): void 
   }
 }
 
-function fail(span: Span, error: unknown): void {
-  const message = error instanceof Error ? error.message : String(error);
-  span.recordException(error instanceof Error ? error : message);
-  span.setStatus({ code: SpanStatusCode.ERROR, message });
+/** Runs `work` as the span's body: a failure is recorded on the span and rethrown; the span ends either way. */
+async function withinSpan<T>(span: Span, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    span.recordException(error instanceof Error ? error : message);
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /** What an event's row stores of its trace: the id (kept on the order) and the carrier. */
@@ -147,15 +145,10 @@ export async function traceCreate<T extends { messageId?: string }>(
   }, parent);
   const context = trace.setSpan(parent, span);
   const stored = { traceId: trace.getSpanContext(context)?.traceId, headers: injectContext(context) };
-  try {
+  return withinSpan(span, async () => {
     const result = await write({ ...stored, traceId: stored.headers.traceparent ? stored.traceId : undefined });
     if (result.messageId) span.setAttribute(MESSAGING_MESSAGE_ID, result.messageId);
     else span.addEvent('nothing enqueued', { reason: 'an earlier request with the same Idempotency-Key placed this order' });
     return result;
-  } catch (error) {
-    fail(span, error);
-    throw error;
-  } finally {
-    span.end();
-  }
+  });
 }
