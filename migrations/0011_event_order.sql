@@ -1,0 +1,38 @@
+-- Issue 16: an order gets a second event (OrderCancelled), so the events of one order must be
+-- applied in the order they were written, with any number of workers and over a broker.
+
+-- Orders can be cancelled (POST /orders/:id/cancel), while PENDING or once CONFIRMED.
+ALTER TABLE orders DROP CONSTRAINT orders_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED'));
+ALTER TABLE orders ADD COLUMN cancelled_at timestamptz;
+-- The position of the order's latest event: OrderCreated is 1, each later event takes the
+-- next number in the transaction that writes it (the order row's lock serialises them).
+ALTER TABLE orders ADD COLUMN event_seq integer NOT NULL DEFAULT 1;
+
+-- Every event carries its position within its aggregate (1 for rows written before this).
+ALTER TABLE outbox ADD COLUMN aggregate_seq integer NOT NULL DEFAULT 1 CHECK (aggregate_seq >= 1);
+-- The claim asks "is an earlier event of this aggregate still here?" once per candidate: an
+-- index probe, so the claim stays index scans however large the backlog.
+CREATE INDEX outbox_aggregate_idx ON outbox (aggregate_id, aggregate_seq);
+-- A dead-lettered event parks the later events of its aggregate until it is re-driven.
+ALTER TABLE dead_letters ADD COLUMN aggregate_seq integer NOT NULL DEFAULT 1;
+CREATE INDEX dead_letters_aggregate_idx ON dead_letters (aggregate_id, aggregate_seq);
+-- The inbox's replay copy keeps the position too, so a replayed copy is the same message.
+ALTER TABLE processed_messages ADD COLUMN aggregate_id uuid;
+ALTER TABLE processed_messages ADD COLUMN aggregate_seq integer;
+
+-- The consumer's side of the rule: per aggregate, the position of the last event it applied.
+-- An event is applied only when it is the next one (last_seq + 1); an early one is deferred
+-- and comes again. Kept for as long as the aggregates are, never pruned with the inbox: a
+-- cancellation may come weeks after its order's inbox record is gone.
+CREATE TABLE inbox_positions (
+  aggregate_id  uuid PRIMARY KEY,
+  last_seq      integer NOT NULL CHECK (last_seq >= 1),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- The inventory remembers, per order, what it did with the stock (both transports now): a
+-- cancellation gives back exactly what the order's reservation took, once.
+ALTER TABLE stock_answers ADD COLUMN product_id text;
+ALTER TABLE stock_answers ADD COLUMN quantity integer;
+ALTER TABLE stock_answers ADD COLUMN released_at timestamptz;
