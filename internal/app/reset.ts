@@ -6,7 +6,8 @@ import type { Pool } from '../db/pool.ts';
 import { StartupError } from '../errors/errors.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { forgetAllMessages } from '../inventory/processed.ts';
-import { clearStockAnswers } from '../inventory/replies.ts';
+import { clearStockAnswers } from '../inventory/answers.ts';
+import { clearPositions } from '../inventory/positions.ts';
 import { restockAll, SEED_STOCK } from '../inventory/stock.ts';
 import { deleteAllOrders } from '../orders/orders.ts';
 import { clearDeadLetters } from '../outbox/dead-letters.ts';
@@ -34,6 +35,7 @@ export async function resetDemoData(pool: Pool): Promise<void> {
     await clearDeadLetters(tx);
     await forgetAllMessages(tx);
     await clearStockAnswers(tx);
+    await clearPositions(tx);
     await deleteAllOrders(tx);
     await restockAll(tx, SEED_STOCK);
   });

@@ -129,6 +129,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
       maxAttempts: config.maxAttempts,
       namePrefix: workerNamePrefix(config),
       deliveryTimeoutMs: workerStatementTimeoutMs(config),
+      deferRetryMs: config.retryBaseMs,
     },
   );
   const listener =

@@ -13,6 +13,11 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'POISON_MESSAGE'
+  /**
+   * An event arrived before its aggregate's previous one was applied: rolled back, given back
+   * and applied later. Never counted as a failed attempt, never dead-lettered.
+   */
+  | 'DEFERRED'
   | 'DATABASE_UNAVAILABLE'
   | 'TRANSPORT_CLOSED'
   /** The broker cannot be reached or did not answer in time: an outage, retried without counting. */

@@ -16,6 +16,8 @@ const STATUS: Record<ErrorCode, number> = {
   CONFLICT: 409,
   IDEMPOTENCY_KEY_REUSED: 422,
   POISON_MESSAGE: 500,
+  // Never reaches HTTP (a consumer's answer to the relay or the broker); the map must be total.
+  DEFERRED: 503,
   TRANSPORT_CLOSED: 503,
   TRANSPORT_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,

@@ -57,7 +57,7 @@ async function finalState() {
 }
 
 async function reset(): Promise<void> {
-  await db.pool.query(`TRUNCATE processed_messages, skipped_duplicates`);
+  await db.pool.query(`TRUNCATE processed_messages, skipped_duplicates, inbox_positions, stock_answers`);
   await db.pool.query(`UPDATE orders SET status = 'PENDING', reject_reason = NULL`);
   await setStock(db.pool, STOCK);
 }

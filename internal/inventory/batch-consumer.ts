@@ -4,17 +4,26 @@
 // and each product's stock changes by the sum of what its confirmed orders took, decided in
 // delivery order exactly as one-by-one handling would decide it.
 //
-// If anything in the batch fails (a poison message, an order that is not PENDING, a lost
-// connection) the whole transaction rolls back and the batch is handled again one message at
-// a time by the per-message consumer, so one bad event fails alone and the rest still commit.
+// Order events follow the per-message rules (consumer.ts): inbox first, then each order's
+// position, then the effect. An early event (its order's previous event not applied yet) is
+// handed back DEFERRED, untouched, as the per-message consumer would (the relay retries it
+// uncounted); so is a second event of an order already in this batch (the first must commit
+// before the second can be judged), which also keeps every order to one effect per batch.
+// A cancellation gives its reservation back into the batch's running stock, in delivery
+// order, like one-by-one handling.
+//
+// If anything in the batch fails (a poison or stale message, an order that is not PENDING,
+// a lost connection) the whole transaction rolls back and the batch is handled again one
+// message at a time by the per-message consumer, so one bad event fails alone and the rest still commit.
 // Each of those steps starts only while the caller says there is time for it (its lease):
 // the messages left over fail with the batch's error and are retried later.
-import type { Pool } from '../db/pool.ts';
+import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { AppError } from '../errors/errors.ts';
+import { AppError, isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { settleOrders, type OrderCreatedPayload, type Settlement } from '../orders/orders.ts';
-import { parseOrderCreated, type Delivery, type DeliveryResult, type InventoryConsumer } from './consumer.ts';
+import { recordAnswers, releaseAnswers, type StockAnswer } from './answers.ts';
+import { checkPosition, deferred, parseOrderEvent, type Delivery, type DeliveryResult, type InventoryConsumer, type OrderEvent } from './consumer.ts';
 import { recordFirstDeliveries, recordSkippedDuplicates, setOutcomes } from './processed.ts';
 import { lockStock, takeStockAmounts } from './stock.ts';
 
@@ -22,7 +31,8 @@ export interface BatchConsumer {
   /**
    * Handles `deliveries` in one transaction, or one by one when that fails. Resolves with one
    * settled result per delivery, in order: fulfilled once its outcome is committed, rejected
-   * with the error the per-message consumer gave it (POISON_MESSAGE for a hopeless one).
+   * with the error the per-message consumer gave it (POISON_MESSAGE for a hopeless one,
+   * DEFERRED for one that came before its order's previous event).
    * `mayStart` is asked before each one-by-one step; once it says no, the remaining messages
    * are rejected with the batch's error (never as poison: nothing was learnt about them alone).
    */
@@ -33,13 +43,22 @@ export interface BatchConsumer {
   ): Promise<PromiseSettledResult<DeliveryResult>[]>;
 }
 
-export function createBatchConsumer(deps: { pool: Pool; logger: Logger; single: InventoryConsumer }): BatchConsumer {
+export interface BatchConsumerDeps {
+  pool: Pool;
+  logger: Logger;
+  single: InventoryConsumer;
+  /** TEST CONTROL, never used by the product: false skips the position check (see ConsumerDeps.ordering). */
+  ordering?: boolean;
+}
+
+export function createBatchConsumer(deps: BatchConsumerDeps): BatchConsumer {
   const log = deps.logger.child('Inventory');
+  const ordering = deps.ordering ?? true;
   return {
     async handleBatch(deliveries, deliveredBy, mayStart = () => true) {
       let applied: AppliedBatch;
       try {
-        applied = await applyBatch(deps.pool, deliveries, deliveredBy);
+        applied = await applyBatch(deps.pool, deliveries, deliveredBy, ordering);
       } catch (error) {
         const rolledBack = `batch of ${deliveries.length} from ${deliveredBy} rolled back (${(error as Error).message})`;
         if (mayStart()) log.warn(`${rolledBack}; handling its messages one by one`);
@@ -60,55 +79,157 @@ export function createBatchConsumer(deps: { pool: Pool; logger: Logger; single: 
         log.info(`SKIPPING duplicate message ${deliveries[index]!.messageId} (delivered by ${deliveredBy})`);
       }
       log.info(`batch of ${deliveries.length} from ${deliveredBy} in one transaction: ${summarize(applied)}`);
-      return applied.results.map((value) => ({ status: 'fulfilled', value }));
+      return applied.results.map((value): PromiseSettledResult<DeliveryResult> =>
+        value instanceof AppError ? { status: 'rejected', reason: value } : { status: 'fulfilled', value });
     },
   };
 }
 
 interface AppliedBatch {
-  results: DeliveryResult[];
+  /** Per delivery: its outcome, or the DEFERRED error it is handed back with. */
+  results: Array<DeliveryResult | AppError>;
   /** Per product: stock before and after this batch. */
   stock: Map<string, { before: number; after: number }>;
 }
 
-async function applyBatch(pool: Pool, deliveries: readonly Delivery[], deliveredBy: string): Promise<AppliedBatch> {
+async function applyBatch(pool: Pool, deliveries: readonly Delivery[], deliveredBy: string, ordering: boolean): Promise<AppliedBatch> {
   // Outside the transaction: a malformed message fails the batch before it touches anything.
-  const payloads = deliveries.map(parseOrderCreated);
-  return withTransaction(pool, async (tx) => {
-    const fresh = await recordFirstDeliveries(tx, deliveries, deliveredBy);
-    // The same id twice in one batch: the first occurrence is the delivery, the second a duplicate.
-    const isNew = deliveries.map((d) => fresh.delete(d.messageId));
-    await recordSkippedDuplicates(tx, deliveries.filter((_, i) => !isNew[i]).map((d) => d.messageId), deliveredBy);
-
-    const wanted = payloads.filter((_, i) => isNew[i]);
-    const stock = await lockStock(tx, [...new Set(wanted.map((p) => p.productId))]);
-    const before = new Map(stock);
-    const taken = new Map<string, number>();
-    const settlements: Settlement[] = [];
-    const rejected: string[] = [];
-    const results = payloads.map((payload, i): DeliveryResult => {
-      if (!isNew[i]) return 'duplicate';
-      const decision = decide(payload, stock, taken);
-      settlements.push({ orderId: payload.orderId, status: decision.status, reason: decision.reason });
-      if (decision.status === 'CONFIRMED') return 'applied';
-      rejected.push(deliveries[i]!.messageId);
-      return 'rejected';
-    });
-
-    await takeStockAmounts(tx, taken);
-    if ((await settleOrders(tx, settlements)) !== settlements.length) {
-      throw new AppError('POISON_MESSAGE', 'an order in the batch does not exist or is no longer PENDING');
+  const events = deliveries.map(parseOrderEvent);
+  // Handed back DEFERRED, untouched: a deferral must leave no trace (no inbox row, no count).
+  const held = new Map<number, AppError>(ordering ? laterEventsOfAnOrder(events) : []);
+  // An early event found inside the transaction rolls it back, and the batch runs again
+  // without it: at most once per event, and deferrals are rare (a predecessor in backoff).
+  for (;;) {
+    try {
+      return await withTransaction(pool, (tx) => applyInTransaction(tx, deliveries, events, deliveredBy, ordering, held));
+    } catch (error) {
+      if (!(error instanceof EarlyEvents)) throw error;
+      for (const [index, reason] of error.found) held.set(index, reason);
     }
-    await setOutcomes(tx, rejected, 'rejected');
-    const changes = new Map([...taken.keys()].map((id) => [id, { before: before.get(id)!, after: stock.get(id)! }]));
-    return { results, stock: changes };
+  }
+}
+
+/** Thrown inside the batch's transaction to roll it back: these events are early. */
+class EarlyEvents extends Error {
+  constructor(readonly found: ReadonlyMap<number, AppError>) {
+    super(`${found.size} early event(s)`);
+  }
+}
+
+async function applyInTransaction(
+  tx: Queryable,
+  deliveries: readonly Delivery[],
+  events: readonly OrderEvent[],
+  deliveredBy: string,
+  ordering: boolean,
+  held: ReadonlyMap<number, AppError>,
+): Promise<AppliedBatch> {
+  const taking = deliveries.map((_, i) => !held.has(i));
+  const positions = events.map((e) => ({ aggregateId: e.order.orderId, sequence: e.sequence }));
+  const fresh = await recordFirstDeliveries(
+    tx,
+    deliveries.filter((_, i) => taking[i]),
+    deliveredBy,
+    positions.filter((_, i) => taking[i]),
+  );
+  // The same id twice in one batch: the first occurrence is the delivery, the second a duplicate.
+  const isNew = deliveries.map((d, i) => taking[i]! && fresh.delete(d.messageId));
+  await recordSkippedDuplicates(tx, deliveries.filter((_, i) => taking[i] && !isNew[i]).map((d) => d.messageId), deliveredBy);
+  if (ordering) await checkPositions(tx, events, isNew);
+
+  const applying = events.filter((_, i) => isNew[i]);
+  const cancelled = applying.filter((e) => e.kind === 'cancelled').map((e) => e.order.orderId);
+  const stock = await lockStock(tx, [...new Set(applying.map((e) => e.order.productId))]);
+  const released = new Map((await releaseAnswers(tx, cancelled)).map((r) => [r.orderId, r]));
+  const before = new Map(stock);
+  const delta = new Map<string, number>();
+  const settlements: Settlement[] = [];
+  const answers: StockAnswer[] = [];
+  const rejected: string[] = [];
+  const results = events.map((event, i): DeliveryResult | AppError => {
+    const early = held.get(i);
+    if (early) return early;
+    if (!isNew[i]) return 'duplicate';
+    const { order } = event;
+    if (event.kind === 'cancelled') {
+      const r = released.get(order.orderId);
+      if (!r) return 'cancelled';
+      giveBack(r.productId ?? order.productId, r.quantity ?? order.quantity, stock, delta);
+      return 'released';
+    }
+    const decision = decide(order, stock, delta);
+    settlements.push({ orderId: order.orderId, status: decision.status, reason: decision.reason });
+    const outcome = decision.status === 'CONFIRMED' ? 'reserved' : 'rejected';
+    answers.push({ orderId: order.orderId, outcome, messageId: deliveries[i]!.messageId, productId: order.productId, quantity: order.quantity });
+    if (decision.status === 'CONFIRMED') return 'applied';
+    rejected.push(deliveries[i]!.messageId);
+    return 'rejected';
   });
+
+  await takeStockAmounts(tx, delta);
+  // Fewer settled than asked: some order is not PENDING (perhaps CANCELLED while PENDING,
+  // which the per-message consumer accepts): the batch rolls back and goes one by one.
+  if ((await settleOrders(tx, settlements)) !== settlements.length) {
+    throw new AppError('POISON_MESSAGE', 'an order in the batch does not exist or is no longer PENDING');
+  }
+  if ((await recordAnswers(tx, answers)) !== answers.length) {
+    throw new AppError('POISON_MESSAGE', 'an order in the batch was already answered');
+  }
+  await setOutcomes(tx, rejected, 'rejected');
+  const changes = new Map([...delta.keys()].map((id) => [id, { before: before.get(id)!, after: stock.get(id)! }]));
+  return { results, stock: changes };
+}
+
+/**
+ * An order's later events in the same batch wait for its earliest one to commit (its
+ * position is judged only then); this also keeps each order to one effect per batch.
+ */
+function laterEventsOfAnOrder(events: readonly OrderEvent[]): Array<[number, AppError]> {
+  const earliest = new Map<string, number>();
+  for (const event of events) {
+    const seen = earliest.get(event.order.orderId);
+    if (seen === undefined || event.sequence < seen) earliest.set(event.order.orderId, event.sequence);
+  }
+  return events.flatMap((event, i): Array<[number, AppError]> =>
+    event.sequence > earliest.get(event.order.orderId)! ? [[i, deferred(event.order.orderId, event.sequence)]] : [],
+  );
+}
+
+/**
+ * Moves the positions of the batch's new events, in order id order (two batches sharing
+ * orders then wait for each other instead of deadlocking). Early ones roll the transaction
+ * back (EarlyEvents); a stale one throws POISON_MESSAGE, and the batch goes one by one.
+ */
+async function checkPositions(tx: Queryable, events: readonly OrderEvent[], isNew: readonly boolean[]): Promise<void> {
+  const order = events.map((_, i) => i).filter((i) => isNew[i]);
+  order.sort((a, b) => compare(events[a]!.order.orderId, events[b]!.order.orderId));
+  const early = new Map<number, AppError>();
+  for (const i of order) {
+    try {
+      await checkPosition(tx, events[i]!);
+    } catch (error) {
+      if (!isAppError(error, 'DEFERRED')) throw error;
+      early.set(i, error);
+    }
+  }
+  if (early.size > 0) throw new EarlyEvents(early);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A cancellation's reservation back into the batch's running stock. */
+function giveBack(productId: string, quantity: number, stock: Map<string, number>, delta: Map<string, number>): void {
+  stock.set(productId, (stock.get(productId) ?? 0) + quantity);
+  delta.set(productId, (delta.get(productId) ?? 0) - quantity);
 }
 
 /** The per-message consumer's rule, on the batch's running stock: take it if enough is left. */
 function decide(
   payload: OrderCreatedPayload,
   stock: Map<string, number>,
+  /** Per product, what the batch takes (negative: gives back). */
   taken: Map<string, number>,
 ): { status: Settlement['status']; reason: string | null } {
   const have = stock.get(payload.productId) ?? 0;
@@ -143,8 +264,11 @@ async function oneByOne(
 }
 
 function summarize(batch: AppliedBatch): string {
-  const counts = new Map<DeliveryResult, number>();
-  for (const result of batch.results) counts.set(result, (counts.get(result) ?? 0) + 1);
+  const counts = new Map<string, number>();
+  for (const result of batch.results) {
+    const word = result instanceof AppError ? 'deferred' : result;
+    counts.set(word, (counts.get(word) ?? 0) + 1);
+  }
   const outcomes = [...counts].map(([result, n]) => `${n} ${result}`).join(', ');
   const stock = [...batch.stock].map(([id, s]) => `${id} ${s.before} → ${s.after}`).join(', ');
   return stock ? `${outcomes}; stock ${stock}` : outcomes;

@@ -1,5 +1,6 @@
 // processed_messages and skipped_duplicates: the consumer's memory of what it has handled.
 import type { Queryable } from '../db/pool.ts';
+import { ORDER_CREATED } from '../outbox/outbox.ts';
 
 export type Outcome = 'applied' | 'rejected';
 
@@ -10,6 +11,15 @@ export interface MessageCopy {
   payload: unknown;
   /** The trace context it arrived with: a replay puts it back, so the skip shows in the original trace. */
   headers?: Record<string, string>;
+  /** The aggregate and the event's position in it, when the consumer recorded them: a replay puts them back. */
+  aggregateId?: string;
+  sequence?: number;
+}
+
+/** Which aggregate a message belongs to and its position there (kept with the replay copy). */
+export interface MessagePosition {
+  aggregateId: string;
+  sequence: number;
 }
 
 /**
@@ -19,12 +29,15 @@ export interface MessageCopy {
  * message can never both be "new". (SELECT-then-INSERT cannot promise that: both SELECTs
  * can run before either INSERT.)
  */
-export async function recordFirstDelivery(tx: Queryable, message: MessageCopy, handledBy: string): Promise<boolean> {
+export async function recordFirstDelivery(tx: Queryable, message: MessageCopy, handledBy: string, position?: MessagePosition): Promise<boolean> {
   const { rowCount } = await tx.query(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers)
-     VALUES ($1, 'applied', $2, $3, $4, $5)
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
+     VALUES ($1, 'applied', $2, $3, $4, $5, $6, $7)
      ON CONFLICT (message_id) DO NOTHING`,
-    [message.messageId, handledBy, message.eventType, JSON.stringify(message.payload), JSON.stringify(message.headers ?? {})],
+    [
+      message.messageId, handledBy, message.eventType, JSON.stringify(message.payload), JSON.stringify(message.headers ?? {}),
+      position?.aggregateId ?? null, position?.sequence ?? null,
+    ],
   );
   return rowCount === 1;
 }
@@ -66,9 +79,11 @@ interface ProcessedRow {
   event_type: string | null;
   payload: unknown;
   headers: Record<string, string> | null;
+  aggregate_id: string | null;
+  aggregate_seq: number | null;
 }
 
-const PROCESSED_COLUMNS = 'message_id, outcome, handled_by, processed_at, event_type, payload, headers';
+const PROCESSED_COLUMNS = 'message_id, outcome, handled_by, processed_at, event_type, payload, headers, aggregate_id, aggregate_seq';
 
 /** The most recently processed messages that can be replayed (a copy was kept), newest first. */
 export async function recentProcessed(db: Queryable, limit: number): Promise<ProcessedMessage[]> {
@@ -118,8 +133,10 @@ export async function lastSkipId(db: Queryable): Promise<string> {
 export async function countOrdersAppliedTwice(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (
-       SELECT payload->>'orderId' FROM processed_messages WHERE outcome = 'applied' AND payload ? 'orderId'
+       SELECT payload->>'orderId' FROM processed_messages WHERE outcome = 'applied' AND event_type = $1 AND payload ? 'orderId'
         GROUP BY payload->>'orderId' HAVING count(*) > 1) twice`,
+    // Only the creation: an order's cancellation is its second applied message, not a second creation.
+    [ORDER_CREATED],
   );
   return rows[0]!.n;
 }
@@ -137,7 +154,14 @@ function toProcessed(row: ProcessedRow): ProcessedMessage {
     outcome: row.outcome,
     handledBy: row.handled_by,
     processedAt: row.processed_at,
-    copy: row.event_type === null ? undefined : { messageId: row.message_id, eventType: row.event_type, payload: row.payload, headers: row.headers ?? {} },
+    copy:
+      row.event_type === null
+        ? undefined
+        : {
+            messageId: row.message_id, eventType: row.event_type, payload: row.payload, headers: row.headers ?? {},
+            ...(row.aggregate_id === null ? {} : { aggregateId: row.aggregate_id }),
+            ...(row.aggregate_seq === null ? {} : { sequence: row.aggregate_seq }),
+          },
   };
 }
 
@@ -175,10 +199,12 @@ export async function recordFirstDeliveries(
   tx: Queryable,
   messages: readonly MessageCopy[],
   handledBy: string,
+  positions?: readonly MessagePosition[],
 ): Promise<Set<string>> {
   const { rows } = await tx.query<{ message_id: string }>(
-    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers)
-     SELECT id, 'applied', $2, type, payload, headers FROM unnest($1::uuid[], $3::text[], $4::jsonb[], $5::jsonb[]) AS m(id, type, payload, headers)
+    `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
+     SELECT id, 'applied', $2, type, payload, headers, aggregate_id, aggregate_seq
+       FROM unnest($1::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::uuid[], $7::int[]) AS m(id, type, payload, headers, aggregate_id, aggregate_seq)
       -- Always in id order: two batches sharing ids then wait for each other instead of deadlocking.
       ORDER BY id
      ON CONFLICT (message_id) DO NOTHING
@@ -189,6 +215,8 @@ export async function recordFirstDeliveries(
       messages.map((m) => m.eventType),
       messages.map((m) => JSON.stringify(m.payload)),
       messages.map((m) => JSON.stringify(m.headers ?? {})),
+      messages.map((_, i) => positions?.[i]?.aggregateId ?? null),
+      messages.map((_, i) => positions?.[i]?.sequence ?? null),
     ],
   );
   return new Set(rows.map((row) => row.message_id));

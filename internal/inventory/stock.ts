@@ -27,6 +27,15 @@ export async function takeStock(tx: Queryable, productId: string, quantity: numb
   return rows[0]?.stock;
 }
 
+/** Runs on the caller's transaction client: gives `quantity` back (a cancelled reservation). Returns the new stock. */
+export async function giveStockBack(tx: Queryable, productId: string, quantity: number): Promise<number | undefined> {
+  const { rows } = await tx.query<{ stock: number }>(
+    `UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1 RETURNING stock`,
+    [productId, quantity],
+  );
+  return rows[0]?.stock;
+}
+
 export async function stockOf(db: Queryable, productId: string): Promise<number | undefined> {
   const { rows } = await db.query<{ stock: number }>(`SELECT stock FROM products WHERE id = $1`, [productId]);
   return rows[0]?.stock;
@@ -64,7 +73,10 @@ export async function lockStock(tx: Queryable, productIds: readonly string[]): P
   return new Map(rows.map((row) => [row.id, row.stock]));
 }
 
-/** Runs on the caller's transaction client, after lockStock: takes each product's summed quantity in one statement. */
+/**
+ * Runs on the caller's transaction client, after lockStock: takes each product's summed
+ * quantity in one statement (a negative amount gives stock back: cancellations in a batch).
+ */
 export async function takeStockAmounts(tx: Queryable, amounts: ReadonlyMap<string, number>): Promise<void> {
   if (amounts.size === 0) return;
   await tx.query(

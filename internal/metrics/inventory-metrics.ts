@@ -41,8 +41,8 @@ export function createInventoryMetrics(read: () => Promise<InventoryStats>): Inv
 
   const handlerObserver = createHandlerMetrics(registers, {
     handled: 'inventory_messages_handled_total',
-    handledHelp: 'OrderCreated messages this process\'s handlers finished, by outcome: applied (stock reserved), rejected (not enough stock), duplicate (skipped by the inbox), dead_lettered.',
-    outcomes: ['applied', 'rejected', 'duplicate'],
+    handledHelp: 'Order events this process\'s handlers finished, by outcome: applied (stock reserved), rejected (not enough stock), released (a cancellation gave stock back), cancelled (a cancellation with nothing to give back), duplicate (skipped by the inbox), deferred (came before its order\'s previous event: again later), dead_lettered.',
+    outcomes: ['applied', 'rejected', 'released', 'cancelled', 'duplicate', 'deferred'],
     duration: 'inventory_message_handle_duration_seconds',
     durationHelp: 'How long handling one OrderCreated took in this process: inbox, stock and reply in one transaction, until it committed.',
     failures: 'inventory_message_failures_total',

@@ -121,8 +121,8 @@ export function createMetrics(reader: StatsReader, options: MetricsOptions = {})
 function createReplyMetrics(registers: Registry[]): HandlerObserver {
   return createHandlerMetrics(registers, {
     handled: 'order_replies_settled_total',
-    handledHelp: 'Replies from the inventory service this process handled, by outcome: confirmed, rejected (the order settled so), duplicate (skipped by the inbox), dead_lettered.',
-    outcomes: ['confirmed', 'rejected', 'duplicate'],
+    handledHelp: 'Replies from the inventory service this process handled, by outcome: confirmed, rejected (the order settled so), cancelled (came after the order was cancelled: it stays so), duplicate (skipped by the inbox), dead_lettered.',
+    outcomes: ['confirmed', 'rejected', 'cancelled', 'duplicate'],
     duration: 'order_reply_handle_duration_seconds',
     durationHelp: 'How long settling one reply took in this process, until its transaction committed.',
     failures: 'order_reply_failures_total',

@@ -14,6 +14,7 @@ import type { Pool, Queryable } from '../db/pool.ts';
 import { moveToDeadLetters } from './dead-letters.ts';
 
 export const ORDER_CREATED = 'OrderCreated';
+export const ORDER_CANCELLED = 'OrderCancelled';
 
 /**
  * The channel every new outbox row is announced on (pg_notify, delivered at COMMIT, so a
@@ -30,6 +31,11 @@ export interface NewEvent {
   payload: unknown;
   /** Context that travels with the event (the W3C trace context), stored in the same row. */
   headers?: Record<string, string>;
+  /**
+   * Its position within its aggregate (1, 2, …), assigned in the transaction that writes it.
+   * Absent: 1. The claim never takes an event while an earlier one of its aggregate waits.
+   */
+  sequence?: number;
 }
 
 /** An event as a worker sees it after claiming it. */

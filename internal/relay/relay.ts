@@ -43,6 +43,11 @@ export interface RelayOptions {
    * (TRANSPORT_UNAVAILABLE). Such a failure is not counted as an attempt. Default 2 s.
    */
   transportRetryMs?: number;
+  /**
+   * How long an event waits when the consumer deferred it (DEFERRED: an earlier event of its
+   * aggregate is not applied yet). Not counted as an attempt. Default 1 s (RETRY_BASE_MS).
+   */
+  deferRetryMs?: number;
 }
 
 /**
@@ -80,6 +85,7 @@ export interface RelayObserver {
 const MAX_ERROR_BACKOFF_MS = 5_000;
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_TRANSPORT_RETRY_MS = 2_000;
+const DEFAULT_DEFER_RETRY_MS = 1_000;
 
 export class Relay {
   private stopping = false;
@@ -346,6 +352,16 @@ export class Relay {
 
   private async handleFailure(name: string, log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
+    // Early, not failed: its predecessor (in backoff, or on another worker) must be applied
+    // first. Nothing was wrong with it, so the attempt does not count and no number of
+    // deferrals dead-letters it; it is simply given back for a little while.
+    if (isAppError(error, 'DEFERRED')) {
+      const delayMs = this.options.deferRetryMs ?? DEFAULT_DEFER_RETRY_MS;
+      const kept = await this.deps.store.retryUncounted(event, token, `deferred: ${message}`, delayMs).catch(() => false);
+      log.info(`deferred: ${message} (${event.messageId}); attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s${traceTag(event.headers)}`);
+      if (!kept) log.warn(`${event.messageId}: deferral not recorded (lease lost or database away); it comes back when its lease ends`);
+      return;
+    }
     // A poison message can never succeed, so retrying it only delays the events behind it.
     if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(name, log, token, event, `poison message: ${message}`);
     // The broker being away is an outage, like the database being away: the event is not at

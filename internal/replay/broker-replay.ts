@@ -11,12 +11,11 @@
 //     (a skipped_duplicates row) and the stock does not move.
 import { randomUUID } from 'node:crypto';
 import type { Pool } from '../db/pool.ts';
-import { parseOrderCreated } from '../inventory/consumer.ts';
 import { lastSkipId, skipsSince, type MessageCopy } from '../inventory/processed.ts';
 import type { Logger } from '../log/logger.ts';
 import { countOutbox } from '../outbox/outbox.ts';
 import type { Publisher } from '../transport/transport.ts';
-import { pickMessages, processedCount, stockMap, waitFor } from './replay.ts';
+import { aggregateOf, pickMessages, processedCount, stockMap, waitFor } from './replay.ts';
 
 export interface BrokerReplayOptions {
   /** Replay the most recent `count` processed messages (ignored when messageIds is given). */
@@ -138,6 +137,7 @@ export async function runBrokerReplay(options: BrokerReplayOptions, deps: Broker
   };
 }
 
+/** The copy as it was published, its position included (a cancellation without it would be poison). */
 function envelope(copy: MessageCopy) {
-  return { messageId: copy.messageId, eventType: copy.eventType, aggregateId: parseOrderCreated(copy).orderId, payload: copy.payload };
+  return { messageId: copy.messageId, eventType: copy.eventType, aggregateId: aggregateOf(copy), payload: copy.payload, sequence: copy.sequence };
 }

@@ -6,7 +6,7 @@
 // - no server: each message is handed straight to the Inventory consumer in this process.
 import type { Pool } from '../db/pool.ts';
 import { AppError } from '../errors/errors.ts';
-import { parseOrderCreated, type InventoryConsumer } from '../inventory/consumer.ts';
+import { parseOrderEvent, type InventoryConsumer } from '../inventory/consumer.ts';
 import { countConsumed, findProcessed, lastSkipId, recentProcessed, skipsSince, type MessageCopy } from '../inventory/processed.ts';
 import { listProducts } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
@@ -78,6 +78,7 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps): Promi
 
   if (path === 'server-workers') {
     for (const copy of copies) {
+      // The copy keeps its position (sequence): the duplicate is the same event, in the same place.
       const again = await enqueueAgain(deps.pool, { ...copy, aggregateId: aggregateOf(copy) });
       log.info((again ? `message ${copy.messageId} → outbox again (a duplicate)` : `message ${copy.messageId} is still in the outbox; its worker will finish it`) + traceTag(copy.headers));
     }
@@ -164,8 +165,8 @@ export async function pickMessages(pool: Pool, options: Pick<ReplayOptions, 'cou
   return { copies, notReplayable: wanted.filter((id) => !have.has(id.toLowerCase())) };
 }
 
-function aggregateOf(copy: MessageCopy): string {
-  return parseOrderCreated(copy).orderId;
+export function aggregateOf(copy: MessageCopy): string {
+  return copy.aggregateId ?? parseOrderEvent(copy).order.orderId;
 }
 
 export async function stockMap(pool: Pool): Promise<Record<string, number>> {

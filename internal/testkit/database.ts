@@ -61,5 +61,5 @@ async function admin(url: string, work: (client: pg.Client) => Promise<unknown>)
 
 /** Empties every table the pipeline writes (products keep their rows), for a clean test. */
 export async function emptyPipelineTables(db: Pool): Promise<void> {
-  await db.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates, consumer_counts');
+  await db.query('TRUNCATE idempotency_keys, dead_letters, orders, outbox, processed_messages, skipped_duplicates, consumer_counts, inbox_positions, stock_answers');
 }

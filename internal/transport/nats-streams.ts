@@ -9,7 +9,7 @@ export interface StreamSpec {
   subjects: string[];
 }
 
-/** OrderCreated (and later order events), published by the order service. */
+/** OrderCreated, OrderCancelled (the order's events), published by the order service. */
 export const ORDERS_STREAM: StreamSpec = { name: 'ORDERS', subjects: ['orders.>'] };
 /** StockReserved / StockRejected, published by the inventory service. */
 export const INVENTORY_STREAM: StreamSpec = { name: 'INVENTORY', subjects: ['inventory.>'] };
@@ -17,6 +17,7 @@ export const INVENTORY_STREAM: StreamSpec = { name: 'INVENTORY', subjects: ['inv
 /** Where each event type is published. */
 const SUBJECTS: Record<string, string> = {
   OrderCreated: 'orders.created',
+  OrderCancelled: 'orders.cancelled',
   StockReserved: 'inventory.stock-reserved',
   StockRejected: 'inventory.stock-rejected',
 };

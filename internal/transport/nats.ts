@@ -3,7 +3,8 @@
 // message id, so the broker drops a copy it already stored within its duplicate window.
 // Subscribing is a durable pull consumer with explicit acks: a handler that resolved is
 // acknowledged, one that failed is nak'ed with a delay, and one past its deliveries (or
-// poison) is dead-lettered by the service and terminated. The inbox, not the broker, is what
+// poison) is dead-lettered by the service and terminated. One that came before its
+// aggregate's previous event (DEFERRED) is nak'ed with a short delay and never counted. The inbox, not the broker, is what
 // makes a second delivery harmless: acks can be lost, windows end.
 import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
@@ -16,11 +17,17 @@ import type { DeadLetterSink, Envelope, Handler, Publisher, Received, Subscriber
 const MESSAGE_ID = 'Outbox-Message-Id';
 const EVENT_TYPE = 'Event-Type';
 const AGGREGATE_ID = 'Aggregate-Id';
+/** The event's position within its aggregate (absent: 1, or a message from before positions). */
+const SEQUENCE = 'Outbox-Sequence';
 /** Past maxDeliveries × this, a message is dead-lettered without trying it again. */
 const CRASH_LOOP_FACTOR = 2;
 /** How long one pull request waits on the server; see open() in createNatsSubscriber. */
 const PULL_EXPIRES_MS = 5_000;
-const ENVELOPE_HEADERS = new Set([MESSAGE_ID, EVENT_TYPE, AGGREGATE_ID].map((h) => h.toLowerCase()));
+const ENVELOPE_HEADERS = new Set([MESSAGE_ID, EVENT_TYPE, AGGREGATE_ID, SEQUENCE].map((h) => h.toLowerCase()));
+/** A deferred message comes again after the retry base, doubling per deferral, at most this. */
+const MAX_DEFER_DELAY_MS = 5_000;
+/** Deferred messages whose deferrals this process remembers (see DeferralCounts). */
+const MAX_TRACKED_DEFERRALS = 10_000;
 
 /**
  * Connects, then keeps reconnecting for ever: a broker restart is an outage, not the end. The
@@ -110,6 +117,11 @@ export interface NatsSubscriberOptions {
   maxDeliveries: number;
   /** The delay before a failed message is delivered again, by its delivery count. */
   retryDelayMs(deliveryCount: number): number;
+  /**
+   * The delay before a deferred message (DEFERRED) comes again, by how many times it was
+   * deferred. Default: retryDelayMs(1) doubling per deferral, at most 5 s.
+   */
+  deferDelayMs?(deferrals: number): number;
   onDeadLetter: DeadLetterSink;
   logger: Logger;
   /**
@@ -128,17 +140,22 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
   let stopping = false;
   const running = new Set<Promise<void>>();
   const freeNames = Array.from({ length: options.concurrency }, (_, i) => `${options.namePrefix}${i + 1}`);
+  const deferrals = new DeferralCounts(MAX_TRACKED_DEFERRALS);
+  const deferDelayMs = options.deferDelayMs ?? ((n: number) => Math.min(options.retryDelayMs(1) * 2 ** Math.max(0, n - 1), MAX_DEFER_DELAY_MS));
 
   async function handleOne(msg: JsMsg, handler: Handler, name: string): Promise<void> {
     const received = parse(msg);
     const short = `${received.messageId.slice(0, 8)}…${traceTag(received.headers)}`;
+    const key = msg.info.streamSequence;
+    // The broker counts a deferral as a delivery; the limits below count only the others.
+    const deliveries = received.deliveryCount - deferrals.of(key);
     try {
       // The broker counts every hand-out, also those that never reached a handler: a process
       // killed with the message in its buffer, an ack wait that ran out under load. So past
       // maxDeliveries a message still gets its handler (which skips it if it was applied);
       // only far past it, where it looks like the message itself kills every process that
       // takes it, does it go to the dead letters untried.
-      if (received.deliveryCount > options.maxDeliveries * CRASH_LOOP_FACTOR) {
+      if (deliveries > options.maxDeliveries * CRASH_LOOP_FACTOR) {
         throw new AppError('POISON_MESSAGE', `delivered ${received.deliveryCount - 1} times without an answer (does it crash its handler?)`);
       }
       const heartbeat = options.ackWaitMs ? setInterval(() => msg.working(), Math.max(100, Math.floor(options.ackWaitMs / 3))) : undefined;
@@ -147,13 +164,21 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
       } finally {
         clearInterval(heartbeat);
       }
+      deferrals.forget(key);
       // Acknowledged after the commit; lost, the message comes again and the inbox skips it.
       await msg.ackAck().catch((error: unknown) => log.child(name).warn(`ack for ${short} lost (${describe(error)}); it will be delivered again and skipped`));
     } catch (error) {
       const reason = describe(error);
-      if (isAppError(error, 'POISON_MESSAGE') || received.deliveryCount >= options.maxDeliveries) {
+      if (isAppError(error, 'DEFERRED')) {
+        const delay = deferDelayMs(deferrals.add(key));
+        msg.nak(delay);
+        log.child(name).info(`deferred: ${reason} (message ${short}); not counted, again in ${delay} ms`);
+        return;
+      }
+      if (isAppError(error, 'POISON_MESSAGE') || deliveries >= options.maxDeliveries) {
         try {
           await options.onDeadLetter(received, reason);
+          deferrals.forget(key);
           msg.term();
           log.child(name).warn(`message ${short} dead-lettered and terminated after ${received.deliveryCount} deliveries: ${reason}`);
         } catch (sinkError) {
@@ -163,9 +188,9 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
         }
         return;
       }
-      const delay = options.retryDelayMs(received.deliveryCount);
+      const delay = options.retryDelayMs(deliveries);
       msg.nak(delay);
-      log.child(name).warn(`message ${short} failed (delivery ${received.deliveryCount}): ${reason}; again in ${delay} ms`);
+      log.child(name).warn(`message ${short} failed (delivery ${deliveries}${deliveries === received.deliveryCount ? '' : ` not counting ${received.deliveryCount - deliveries} deferrals`}): ${reason}; again in ${delay} ms`);
     }
   }
 
@@ -249,6 +274,42 @@ export function createNatsSubscriber(nc: NatsConnection, options: NatsSubscriber
   };
 }
 
+/**
+ * How many times this process deferred each message still in play, by stream sequence. JetStream
+ * counts every hand-out, a nak included, and keeps no other number per message; a deferral is
+ * not the message's fault, so the subscriber subtracts the deferrals it saw before comparing
+ * with MAX_ATTEMPTS: however long a message waits for its predecessor, a later real failure
+ * still gets all its attempts, and the crash-loop guard does not mistake waiting for crashing.
+ *
+ * Kept in memory, not in the broker or the database: exact within a process, which is where a
+ * deferred message mostly comes back while its predecessor is retried. Deferrals seen by
+ * another process or before a restart are not known here and count as deliveries: at worst a
+ * message that waited long and then fails for real is dead-lettered early (visible and
+ * re-drivable), never lost or applied twice. Forgotten on ack or dead-letter; bounded (the
+ * oldest entries go first).
+ */
+class DeferralCounts {
+  private readonly counts = new Map<number, number>();
+  constructor(private readonly max: number) {}
+
+  of(key: number): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  /** One more deferral of `key`; returns how many it has had. */
+  add(key: number): number {
+    const n = this.of(key) + 1;
+    this.counts.delete(key);
+    this.counts.set(key, n); // re-inserted: Map order is the eviction order
+    if (this.counts.size > this.max) this.counts.delete(this.counts.keys().next().value!);
+    return n;
+  }
+
+  forget(key: number): void {
+    this.counts.delete(key);
+  }
+}
+
 // Failures that say "the broker is not there right now" (disconnected, no JetStream answering
 // during a restart or a leader election, no acknowledgement in time), not "this message is wrong".
 const OUTAGE_ERRORS = new Set([
@@ -272,6 +333,7 @@ function envelopeHeaders(message: Envelope): MsgHdrs {
   h.set(MESSAGE_ID, message.messageId);
   h.set(EVENT_TYPE, message.eventType);
   h.set(AGGREGATE_ID, message.aggregateId);
+  if (message.sequence !== undefined) h.set(SEQUENCE, String(message.sequence));
   return h;
 }
 
@@ -288,12 +350,15 @@ function parse(msg: JsMsg): Received {
   } catch {
     payload = { unparsable: msg.string().slice(0, 1000) };
   }
+  // A malformed position stays NaN: the consumer finds it out of range and calls it poison.
+  const sequence = h?.get(SEQUENCE) ? Number(h.get(SEQUENCE)) : undefined;
   return {
     messageId: h?.get(MESSAGE_ID) || h?.get('Nats-Msg-Id') || '',
     eventType: h?.get(EVENT_TYPE) || '',
     aggregateId: h?.get(AGGREGATE_ID) || '',
     payload,
     headers,
+    ...(sequence === undefined ? {} : { sequence }),
     deliveryCount: msg.info.deliveryCount,
   };
 }

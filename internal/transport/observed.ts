@@ -1,5 +1,6 @@
 // A subscriber's handler and dead-letter sink, with an observer told of each outcome (the
 // services' metrics). The handler and the sink are unchanged: same results, same errors.
+import { isAppError } from '../errors/errors.ts';
 import type { DeadLetterSink, Handler } from './transport.ts';
 
 export interface HandlerObserver {
@@ -20,7 +21,9 @@ export function observeHandler(handler: Handler, observer: HandlerObserver | und
       observer.onHandled(outcome, performance.now() - started);
       return outcome;
     } catch (error) {
-      observer.onFailed();
+      // Early, not failed (it comes again after its predecessor): an outcome of its own.
+      if (isAppError(error, 'DEFERRED')) observer.onHandled('deferred', performance.now() - started);
+      else observer.onFailed();
       throw error;
     }
   };

@@ -1,0 +1,89 @@
+// The consumer's position check on its own: next → advance, early → deferred, stale → poison,
+// and two events of one order in two transactions at the same moment never both advance.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { withTransaction } from '../db/transaction.ts';
+import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
+import { advancePosition, positionOf } from './positions.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase(import.meta.filename);
+});
+after(() => db.drop());
+beforeEach(() => emptyPipelineTables(db.pool));
+
+describe('the position check', () => {
+  it('advances on the next event, defers an early one, calls a stale one stale', async () => {
+    const order = randomUUID();
+    assert.deepEqual(await advancePosition(db.pool, order, 2), { verdict: 'early', lastSeq: 0 });
+    assert.equal(await positionOf(db.pool, order), 0, 'an early event moves nothing');
+    assert.deepEqual(await advancePosition(db.pool, order, 1), { verdict: 'next', lastSeq: 1 });
+    assert.deepEqual(await advancePosition(db.pool, order, 1), { verdict: 'stale', lastSeq: 1 });
+    assert.deepEqual(await advancePosition(db.pool, order, 3), { verdict: 'early', lastSeq: 1 });
+    assert.deepEqual(await advancePosition(db.pool, order, 2), { verdict: 'next', lastSeq: 2 });
+    assert.deepEqual(await advancePosition(db.pool, order, 2), { verdict: 'stale', lastSeq: 2 });
+    assert.deepEqual(await advancePosition(db.pool, order, 1), { verdict: 'stale', lastSeq: 2 });
+    assert.equal(await positionOf(db.pool, order), 2);
+    assert.equal(await positionOf(db.pool, randomUUID()), 0, 'orders are independent');
+  });
+
+  it('seq 2 while seq 1 is uncommitted in another transaction: early, never applied alongside it', async () => {
+    const order = randomUUID();
+    const other = db.newPool(2);
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    let inserted!: () => void;
+    const seq1Inserted = new Promise<void>((resolve) => (inserted = resolve));
+    // Transaction A applies seq 1 and holds its commit.
+    const a = withTransaction(other, async (tx) => {
+      assert.equal((await advancePosition(tx, order, 1)).verdict, 'next');
+      inserted();
+      await holding;
+    });
+    await seq1Inserted;
+    // Transaction B, at the same moment, with seq 2: A's row is invisible to it, so it is early.
+    const b = await withTransaction(db.pool, (tx) => advancePosition(tx, order, 2));
+    assert.equal(b.verdict, 'early');
+    release();
+    await a;
+    assert.deepEqual(await withTransaction(db.pool, (tx) => advancePosition(tx, order, 2)), { verdict: 'next', lastSeq: 2 });
+  });
+
+  it('a second copy of seq 2 while another transaction advances 1 → 2: never advances again; judged stale next time', async () => {
+    const order = randomUUID();
+    await advancePosition(db.pool, order, 1);
+    const other = db.newPool(2);
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    let moved!: () => void;
+    const advanced = new Promise<void>((resolve) => (moved = resolve));
+    const a = withTransaction(other, async (tx) => {
+      assert.equal((await advancePosition(tx, order, 2)).verdict, 'next');
+      moved();
+      await holding;
+    });
+    await advanced;
+    // Another copy of event 2 (a new message id) waits on A's row lock; once A commits, the
+    // UPDATE re-checks the committed row (last_seq is 2 now) and does not match.
+    const b = withTransaction(db.pool, (tx) => advancePosition(tx, order, 2));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    await a;
+    // Its snapshot still said 1, so it is deferred rather than called stale: harmless, it comes again…
+    assert.notEqual((await b).verdict, 'next');
+    // …and then it is stale for certain.
+    assert.equal((await withTransaction(db.pool, (tx) => advancePosition(tx, order, 2))).verdict, 'stale');
+    assert.equal(await positionOf(db.pool, order), 2);
+  });
+
+  it('two copies of seq 1 at once (different message ids): one advances, the other is stale', async () => {
+    for (let round = 0; round < 10; round++) {
+      const order = randomUUID();
+      const pools = [db.newPool(1), db.newPool(1)];
+      const verdicts = await Promise.all(pools.map((pool) => withTransaction(pool, (tx) => advancePosition(tx, order, 1))));
+      assert.deepEqual(verdicts.map((v) => v.verdict).sort(), ['next', 'stale']);
+    }
+  });
+});
