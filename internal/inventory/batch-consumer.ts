@@ -21,7 +21,7 @@ import type { Pool, Queryable } from '../db/pool.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { AppError, isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { settleOrders, type OrderCreatedPayload, type Settlement } from '../orders/orders.ts';
+import { getOrders, settleOrders, type OrderCreatedPayload, type Settlement } from '../orders/orders.ts';
 import { recordAnswers, releaseAnswers, type StockAnswer } from './answers.ts';
 import { checkPosition, deferred, parseOrderEvent, type Delivery, type DeliveryResult, type InventoryConsumer, type OrderEvent } from './consumer.ts';
 import { recordFirstDeliveries, recordSkippedDuplicates, setOutcomes } from './processed.ts';
@@ -96,7 +96,7 @@ async function applyBatch(pool: Pool, deliveries: readonly Delivery[], delivered
   // Outside the transaction: a malformed message fails the batch before it touches anything.
   const events = deliveries.map(parseOrderEvent);
   // Handed back DEFERRED, untouched: a deferral must leave no trace (no inbox row, no count).
-  const held = new Map<number, AppError>(ordering ? laterEventsOfAnOrder(events) : []);
+  const held = new Map<number, AppError>();
   // An early event found inside the transaction rolls it back, and the batch runs again
   // without it: at most once per event, and deferrals are rare (a predecessor in backoff).
   for (;;) {
@@ -167,10 +167,15 @@ async function applyInTransaction(
   });
 
   await takeStockAmounts(tx, delta);
-  // Fewer settled than asked: some order is not PENDING (perhaps CANCELLED while PENDING,
-  // which the per-message consumer accepts): the batch rolls back and goes one by one.
-  if ((await settleOrders(tx, settlements)) !== settlements.length) {
-    throw new AppError('POISON_MESSAGE', 'an order in the batch does not exist or is no longer PENDING');
+  // Fewer settled than asked: some order is not PENDING. One cancelled while PENDING stays
+  // CANCELLED (its stock is reserved; its cancellation gives it back), as one by one; any
+  // other rolls the batch back and it goes one by one.
+  const settled = await settleOrders(tx, settlements);
+  if (settled !== settlements.length) {
+    const cancelled = (await getOrders(tx, settlements.map((s) => s.orderId))).filter((o) => (o.status as string) === 'CANCELLED').length;
+    if (settled + cancelled !== settlements.length) {
+      throw new AppError('POISON_MESSAGE', 'an order in the batch does not exist or is no longer PENDING');
+    }
   }
   if ((await recordAnswers(tx, answers)) !== answers.length) {
     throw new AppError('POISON_MESSAGE', 'an order in the batch was already answered');
@@ -181,29 +186,24 @@ async function applyInTransaction(
 }
 
 /**
- * An order's later events in the same batch wait for its earliest one to commit (its
- * position is judged only then); this also keeps each order to one effect per batch.
- */
-function laterEventsOfAnOrder(events: readonly OrderEvent[]): Array<[number, AppError]> {
-  const earliest = new Map<string, number>();
-  for (const event of events) {
-    const seen = earliest.get(event.order.orderId);
-    if (seen === undefined || event.sequence < seen) earliest.set(event.order.orderId, event.sequence);
-  }
-  return events.flatMap((event, i): Array<[number, AppError]> =>
-    event.sequence > earliest.get(event.order.orderId)! ? [[i, deferred(event.order.orderId, event.sequence)]] : [],
-  );
-}
-
-/**
  * Moves the positions of the batch's new events, in order id order (two batches sharing
  * orders then wait for each other instead of deadlocking). Early ones roll the transaction
- * back (EarlyEvents); a stale one throws POISON_MESSAGE, and the batch goes one by one.
+ * back (EarlyEvents), and so does a new event of an order with an earlier new event in this
+ * batch: it is judged after that one commits, which also keeps each order to one effect per
+ * batch. A stale one throws POISON_MESSAGE, and the batch goes one by one.
  */
 async function checkPositions(tx: Queryable, events: readonly OrderEvent[], isNew: readonly boolean[]): Promise<void> {
-  const order = events.map((_, i) => i).filter((i) => isNew[i]);
-  order.sort((a, b) => compare(events[a]!.order.orderId, events[b]!.order.orderId));
+  const earliest = new Map<string, number>();
+  for (const [i, event] of events.entries()) {
+    const seen = earliest.get(event.order.orderId);
+    if (isNew[i] && (seen === undefined || event.sequence < seen)) earliest.set(event.order.orderId, event.sequence);
+  }
   const early = new Map<number, AppError>();
+  for (const [i, event] of events.entries()) {
+    if (isNew[i] && event.sequence > earliest.get(event.order.orderId)!) early.set(i, deferred(event.order.orderId, event.sequence));
+  }
+  const order = events.map((_, i) => i).filter((i) => isNew[i] && !early.has(i));
+  order.sort((a, b) => compare(events[a]!.order.orderId, events[b]!.order.orderId));
   for (const i of order) {
     try {
       await checkPosition(tx, events[i]!);
