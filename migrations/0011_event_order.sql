@@ -36,3 +36,29 @@ CREATE TABLE inbox_positions (
 ALTER TABLE stock_answers ADD COLUMN product_id text;
 ALTER TABLE stock_answers ADD COLUMN quantity integer;
 ALTER TABLE stock_answers ADD COLUMN released_at timestamptz;
+
+-- A cancellation is neither a confirmation nor a rejection: the inbox and its counters record it
+-- as 'cancelled' (an OrderCancelled applied; over NATS, a reply that found its order cancelled),
+-- so /stats and the metrics do not count it as a CONFIRMED order.
+ALTER TABLE processed_messages DROP CONSTRAINT processed_messages_outcome_check;
+ALTER TABLE processed_messages ADD CONSTRAINT processed_messages_outcome_check CHECK (outcome IN ('applied', 'rejected', 'cancelled'));
+ALTER TABLE consumer_counts DROP CONSTRAINT consumer_counts_outcome_check;
+ALTER TABLE consumer_counts ADD CONSTRAINT consumer_counts_outcome_check CHECK (outcome IN ('applied', 'rejected', 'duplicate', 'cancelled'));
+
+-- Orders answered before this migration had their OrderCreated (position 1) applied, but no
+-- position was kept: without one, their cancellation would wait for it forever. The same
+-- migrations run on every database, so each backfills what it holds: in-process (and the order
+-- service) the settled orders, the inventory service's database its answers.
+INSERT INTO inbox_positions (aggregate_id, last_seq)
+SELECT id, 1 FROM orders WHERE status IN ('CONFIRMED', 'REJECTED')
+UNION
+SELECT order_id, 1 FROM stock_answers
+ON CONFLICT (aggregate_id) DO NOTHING;
+-- In-process the consumer kept no answers before: the settled orders say what it did. (The
+-- OrderCreated message id is gone with its outbox row; the column only needs to be unique
+-- enough to tell answers apart, so a fresh id stands in.) On the order service's database
+-- these rows are never read.
+INSERT INTO stock_answers (order_id, outcome, message_id, product_id, quantity)
+SELECT id, CASE status WHEN 'CONFIRMED' THEN 'reserved' ELSE 'rejected' END, gen_random_uuid(), product_id, quantity
+  FROM orders WHERE status IN ('CONFIRMED', 'REJECTED')
+ON CONFLICT (order_id) DO NOTHING;

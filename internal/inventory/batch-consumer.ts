@@ -181,6 +181,8 @@ async function applyInTransaction(
     throw new AppError('POISON_MESSAGE', 'an order in the batch was already answered');
   }
   await setOutcomes(tx, rejected, 'rejected');
+  // Cancellations are not confirmations in the inbox's totals (one statement, only when there are any).
+  await setOutcomes(tx, events.flatMap((e, i) => (isNew[i] && e.kind === 'cancelled' ? [deliveries[i]!.messageId] : [])), 'cancelled');
   const changes = new Map([...delta.keys()].map((id) => [id, { before: before.get(id)!, after: stock.get(id)! }]));
   return { results, stock: changes };
 }

@@ -134,7 +134,9 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
 async function applyOnce(tx: Queryable, delivery: Delivery, event: OrderEvent, deliveredBy: string, writeOutcome: OutcomeWriter, ordering: boolean) {
   const { order, sequence } = event;
   // The idempotency record comes first: if this message was seen, nothing else runs.
-  if (!(await recordFirstDelivery(tx, delivery, deliveredBy, { aggregateId: order.orderId, sequence }))) {
+  // A cancellation is recorded as such, so the inbox's totals never count it as a confirmation.
+  const outcome = event.kind === 'cancelled' ? 'cancelled' : 'applied';
+  if (!(await recordFirstDelivery(tx, delivery, deliveredBy, { aggregateId: order.orderId, sequence }, outcome))) {
     await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
     return { kind: 'duplicate' as const };
   }

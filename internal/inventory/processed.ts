@@ -2,7 +2,8 @@
 import type { Queryable } from '../db/pool.ts';
 import { ORDER_CREATED } from '../outbox/outbox.ts';
 
-export type Outcome = 'applied' | 'rejected';
+/** applied: an order's stock reserved; rejected: refused; cancelled: an OrderCancelled applied (not a confirmation). */
+export type Outcome = 'applied' | 'rejected' | 'cancelled';
 
 /** The message as it was delivered, kept so it can be replayed. */
 export interface MessageCopy {
@@ -29,14 +30,16 @@ export interface MessagePosition {
  * message can never both be "new". (SELECT-then-INSERT cannot promise that: both SELECTs
  * can run before either INSERT.)
  */
-export async function recordFirstDelivery(tx: Queryable, message: MessageCopy, handledBy: string, position?: MessagePosition): Promise<boolean> {
+export async function recordFirstDelivery(
+  tx: Queryable, message: MessageCopy, handledBy: string, position?: MessagePosition, outcome: Outcome = 'applied',
+): Promise<boolean> {
   const { rowCount } = await tx.query(
     `INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
-     VALUES ($1, 'applied', $2, $3, $4, $5, $6, $7)
+     VALUES ($1, $8, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (message_id) DO NOTHING`,
     [
       message.messageId, handledBy, message.eventType, JSON.stringify(message.payload), JSON.stringify(message.headers ?? {}),
-      position?.aggregateId ?? null, position?.sequence ?? null,
+      position?.aggregateId ?? null, position?.sequence ?? null, outcome,
     ],
   );
   return rowCount === 1;
@@ -180,7 +183,7 @@ export async function countConsumed(db: Queryable): Promise<ConsumerCounts> {
   const { rows } = await db.query<{ handled_by: string; outcome: Outcome | 'duplicate'; n: string }>(
     `SELECT handled_by, outcome, n FROM consumer_counts WHERE n <> 0`,
   );
-  const counts: ConsumerCounts = { processed: { applied: 0, rejected: 0 }, duplicatesSkipped: 0, deliveriesBy: {} };
+  const counts: ConsumerCounts = { processed: { applied: 0, rejected: 0, cancelled: 0 }, duplicatesSkipped: 0, deliveriesBy: {} };
   for (const row of rows) {
     const n = Number(row.n);
     if (row.outcome === 'duplicate') counts.duplicatesSkipped += n;
