@@ -18,6 +18,8 @@ export interface Delivery {
   payload: unknown;
   /** The trace context it travels with; a reply written here carries it on. */
   headers?: Record<string, string>;
+  /** Its position within its aggregate (absent: 1). */
+  sequence?: number;
 }
 
 export type DeliveryResult = 'applied' | 'rejected' | 'duplicate';

@@ -14,6 +14,11 @@ export interface Envelope {
   /** Context that travels with the event (string to string), e.g. a trace context. */
   headers?: Record<string, string>;
   /**
+   * The event's position within its aggregate (1, 2, …); absent: 1 (messages written before
+   * positions existed). The consumer applies an aggregate's events in this order.
+   */
+  sequence?: number;
+  /**
    * Broker-side de-duplication id (NATS: Nats-Msg-Id) when it must differ from messageId.
    * Unset (always, for the relay): messageId. Only `npm run replay` sets it, to send a copy
    * the broker cannot recognise and show that the consumer's inbox still skips it.
