@@ -165,12 +165,18 @@ export async function countWaiting(db: Queryable, messageIds: readonly string[])
 // behind a dead letter are parked at available_at = 'infinity', out of the walk altogether.
 // Dead letters received from a broker (received_from set) are another service's messages:
 // they never hold back this outbox.
+//
+// OFFSET 0 keeps each probe a per-row subplan: pulled up into an anti-join, the planner may
+// pick a sequential scan of a small or freshly emptied table (materialized once per claim),
+// or a hash anti-join over the whole outbox once the backlog is large.
 const ORDERED_CANDIDATES = `
                  AND NOT EXISTS (SELECT 1 FROM outbox earlier
-                                  WHERE earlier.aggregate_id = o.aggregate_id AND earlier.aggregate_seq < o.aggregate_seq)
+                                  WHERE earlier.aggregate_id = o.aggregate_id AND earlier.aggregate_seq < o.aggregate_seq
+                                  OFFSET 0)
                  AND NOT EXISTS (SELECT 1 FROM dead_letters parked
                                   WHERE parked.aggregate_id = o.aggregate_id AND parked.aggregate_seq < o.aggregate_seq
-                                    AND parked.received_from IS NULL)`;
+                                    AND parked.received_from IS NULL
+                                  OFFSET 0)`;
 
 /** The claim statement; `ordered: false` leaves the per-aggregate rule out (test control only). */
 export function claimSql(ordered: boolean): string {
