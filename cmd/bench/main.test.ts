@@ -13,7 +13,7 @@ describe('npm run bench', () => {
     const bench = runScript(
       'cmd/bench/main.ts',
       ['--events', '300', '--rounds', '1', '--latency-seconds', '1', '--rate', '50', '--high-rate', '80', '--api-orders', '200', '--api-runs', '2', '--explain-rows', '2000',
-        '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--nats-events', '200', '--json'],
+        '--snapshot-events', '300', '--reader-rows', '2000', '--reader-orders', '100', '--readers', '10', '--nats-events', '200', '--ordering-events', '300', '--json'],
       // A retention shorter than the retry path makes the server child warn at start-up: its log
       // lines must go to stderr, never into the JSON on stdout.
       { DATABASE_URL: adminUrl, INBOX_RETENTION: '1s', REPLAY_COPY_RETENTION: '1s' },
@@ -33,6 +33,8 @@ describe('npm run bench', () => {
     assert.ok(result.api.runs.every((r: { failed: number }) => r.failed === 0));
     for (const mode of ['no-notify', 'in-transaction', 'after-commit']) assert.ok(result.orderWrite.perSecond[mode] > 0, mode);
     assert.match(result.claimPlan.plan, /Index Scan using outbox_available_idx/);
+    assert.deepEqual(result.aggregateOrder.runs.map((r: { eventsPerAggregate: number }) => r.eventsPerAggregate), [1, 2, 5]);
+    for (const run of result.aggregateOrder.runs) assert.ok(run.perSecond > 0, JSON.stringify(run));
     const snapshot = result.oldSnapshot;
     assert.deepEqual(snapshot.runs.map((r: { held: boolean }) => r.held), [false, true]);
     for (const side of [snapshot.without, snapshot.held]) {

@@ -30,13 +30,14 @@ const options = new Command('bench')
   .option('--nats-events <n>', 'orders per drain in the in-process vs NATS part, per mode', positiveInt, d.natsEvents)
   .option('--tracing-orders <n>', 'orders per tracing run (off, no exporter, in-memory exporter; each round)', positiveInt, d.tracingOrders)
   .option('--tracing-concurrency <n>', 'orders in flight in the tracing runs', positiveInt, d.tracingConcurrency)
+  .option('--ordering-events <n>', 'events per drain in the per-aggregate order part (1, 2 and 5 events per aggregate)', positiveInt, d.orderingEvents)
   .option('--only <part...>', `only these parts (space- or comma-separated): ${BENCH_PARTS.join(', ')} (default: all)`, parts)
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
     events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; highRate: number; latencySeconds: number;
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; snapshotEvents: number; readerRows: number;
-    readers: number; readerOrders: number; readerConcurrency: number; natsEvents: number; tracingOrders: number; tracingConcurrency: number; only?: BenchPart[]; json?: boolean;
+    readers: number; readerOrders: number; readerConcurrency: number; natsEvents: number; tracingOrders: number; tracingConcurrency: number; orderingEvents: number; only?: BenchPart[]; json?: boolean;
   }>();
 
 const config = orExit(() => loadConfig(), 'benchmark could not start');

@@ -108,12 +108,12 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
         retryMaxMs: config.retryMaxMs,
       }),
       deliver: async (event, workerName) => {
-        const { messageId, eventType, aggregateId, payload } = event;
+        const { messageId, eventType, aggregateId, payload, sequence } = event;
         // The publish span continues the context stored with the event; the transport carries
         // the span's own context on (in-process: to the consumer's span; NATS: in the message headers).
         const outcome = await tracePublish(tracer, event, destination(eventType), async (headers) => {
           options.faults?.maybeFail(event.messageId);
-          return publisher.publish({ messageId, eventType, aggregateId, payload, headers }, workerName);
+          return publisher.publish({ messageId, eventType, aggregateId, payload, headers, sequence }, workerName);
         });
         consumed([event.messageId]);
         return outcome;

@@ -59,8 +59,20 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
 
   if (result.claimPlan) {
     lines.push('');
-    lines.push(c.bold(`Claim plan with ${rate(result.claimPlan.rows)} events waiting`) + ' (EXPLAIN: index scans only, stopping after LIMIT rows)');
+    lines.push(
+      c.bold(`Claim plan with ${rate(result.claimPlan.rows)} events waiting and ${rate(result.claimPlan.deadLetters)} dead letters`) +
+        ' (EXPLAIN: index scans only, stopping after LIMIT rows; one probe per aggregate index per row walked)',
+    );
     for (const line of result.claimPlan.plan.split('\n')) lines.push(`  ${line}`);
+  }
+  if (result.aggregateOrder) {
+    const o = result.aggregateOrder;
+    lines.push('');
+    lines.push(c.bold(`Per-aggregate order: ${rate(o.events)} events drained`) + ` (best of ${o.rounds}; one event per aggregate at a time, stand-in consumer)`);
+    for (const run of o.runs) {
+      const shape = run.eventsPerAggregate === 1 ? 'single-event aggregates' : `${run.eventsPerAggregate} events per aggregate`;
+      lines.push(`  ${shape.padEnd(24)} ${rate(run.aggregates).padStart(7)} aggregates  ${rate(run.perSecond).padStart(7)} events/s  (${(run.ratioToSingle * 100).toFixed(0)} % of single)`);
+    }
   }
   lines.push('');
   const verdict = result.ok ? c.green('✓ every target met') : c.red(`✗ ${result.targets.filter((t) => !t.met).length} target(s) missed`);

@@ -6,7 +6,7 @@ export interface ApiOrder {
   productId: string;
   quantity: number;
   userId: string | null;
-  status: 'PENDING' | 'CONFIRMED' | 'REJECTED';
+  status: 'PENDING' | 'CONFIRMED' | 'REJECTED' | 'CANCELLED';
   rejectReason: string | null;
   /** ISO 8601, from the database clock: when the order was accepted, and last changed (settled). */
   createdAt: string;
@@ -20,8 +20,8 @@ export interface ApiProduct {
 }
 
 export interface ApiStats {
-  orders: { PENDING: number; CONFIRMED: number; REJECTED: number; total: number };
-  outbox: { pending: number; inFlight: number; retrying: number };
+  orders: { PENDING: number; CONFIRMED: number; REJECTED: number; CANCELLED: number; total: number };
+  outbox: { pending: number; inFlight: number; retrying: number; parked: number };
   processed: { applied: number; rejected: number };
   duplicatesSkipped: number;
   deadLetters: number;

@@ -34,6 +34,8 @@ describe('the live feed', () => {
   it('tags the steps the components log', () => {
     const cases: Array<[LogRecord, string]> = [
       [{ level: 'info', speaker: 'API', message: 'order 436d2c59… accepted: 3 × widget (order + OrderCreated event in one transaction)' }, 'accepted'],
+      [{ level: 'info', speaker: 'API', message: 'order 436d2c59… cancelled (order + OrderCancelled event #2 in one transaction) (trace 0af76519)' }, 'cancelled'],
+      [{ level: 'info', speaker: 'API', message: 'order 436d2c59… was already cancelled (nothing written)' }, 'info'],
       [{ level: 'info', speaker: 'Worker-1', message: 'claimed 1 event' }, 'claimed'],
       [{ level: 'info', speaker: 'Worker-3', message: 'claimed 10 events' }, 'claimed'],
       [{ level: 'info', speaker: 'Inventory', message: 'order 436d2c59… stock widget 100000 → 99997 (CONFIRMED)' }, 'applied'],

@@ -5,6 +5,7 @@ import { speakerColorName, type LogRecord, type SpeakerColor } from '../log/logg
 
 export type StepKind =
   | 'accepted'
+  | 'cancelled'
   | 'claimed'
   | 'applied'
   | 'rejected'
@@ -75,6 +76,7 @@ export function classify(record: Pick<LogRecord, 'level' | 'speaker' | 'message'
   if (record.level === 'error') return 'error';
   if (record.level === 'warn') return 'warning';
   if (speaker === 'API' && /\baccepted\b/.test(message)) return 'accepted';
+  if (speaker === 'API' && /\bcancelled \(order \+ OrderCancelled/.test(message)) return 'cancelled';
   if (/^claimed \d+ events?$/.test(message)) return 'claimed';
   if (/^delivered and deleted/.test(message)) return 'delivered';
   if (/SKIPPING duplicate/.test(message)) return 'duplicate';

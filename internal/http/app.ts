@@ -6,6 +6,7 @@ import { AppError } from '../errors/errors.ts';
 import { listProducts } from '../inventory/stock.ts';
 import type { Logger } from '../log/logger.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
+import { cancelOrder } from '../orders/cancel.ts';
 import { getOrder, getOrders, placeOrder, type Order } from '../orders/orders.ts';
 import { validateOrderIds, validateOrderInput } from '../orders/validate.ts';
 import { validateIdempotencyKey } from '../orders/idempotency.ts';
@@ -112,6 +113,35 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     .all(methodNotAllowed('GET'));
 
   app
+    .route('/orders/:id/cancel')
+    // Same guards as POST /orders (an empty body is sent as {}): a page on another site must
+    // not cancel orders either.
+    .post(traceRequest(tracer, '/orders/:id/cancel'), requireJson, json, async (req, res) => {
+      if (req.body !== undefined && !isEmptyObject(req.body)) {
+        throw new AppError('VALIDATION_FAILED', 'a cancellation takes no body: send {} or nothing', { body: 'must be {} or empty' });
+      }
+      const idempotencyKey = validateIdempotencyKey(req.get('idempotency-key'));
+      // The OrderCancelled event is stored with this request's trace (the order keeps its own).
+      let traceId: string | undefined;
+      const result = await traceCreate(tracer, requestContext(req, res), 'OrderCancelled', (trace) => {
+        traceId = trace.traceId;
+        return cancelOrder(deps.pool, req.params.id, { idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, wakeup: deps.wakeup, trace });
+      });
+      const { order } = result;
+      const short = `order ${order.id.slice(0, 8)}…`;
+      if (result.outcome === 'cancelled') {
+        log.info(`${short} cancelled (order + OrderCancelled event #${result.sequence} in one transaction)${traceTag(traceId)}`);
+      } else if (result.outcome === 'replayed') {
+        log.info(`${short} returned again for its Idempotency-Key (already cancelled by that request, nothing written)${traceTag(traceId)}`);
+        res.setHeader('Idempotent-Replayed', 'true');
+      } else {
+        log.info(`${short} was already cancelled (nothing written)${traceTag(traceId)}`);
+      }
+      res.status(200).json(present(order));
+    })
+    .all(methodNotAllowed('POST'));
+
+  app
     .route('/products')
     .get(async (_req, res) => {
       res.json({ products: await listProducts(deps.pool) });
@@ -198,5 +228,10 @@ function present(order: Order) {
     traceId: order.traceId,
     createdAt: order.createdAt.toISOString(),
     updatedAt: order.updatedAt.toISOString(),
+    cancelledAt: order.cancelledAt?.toISOString() ?? null,
   };
+}
+
+function isEmptyObject(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0;
 }

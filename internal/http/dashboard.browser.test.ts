@@ -47,8 +47,9 @@ function shown(page: Page) {
       [...document.querySelectorAll<HTMLElement>('tr[data-product]')].map((row) => [row.dataset.product!, value(row.querySelector('.stock-n'))]),
     );
     return {
-      orders: { total: m('orders-total'), PENDING: m('orders-pending'), CONFIRMED: m('orders-confirmed'), REJECTED: m('orders-rejected') },
+      orders: { total: m('orders-total'), PENDING: m('orders-pending'), CONFIRMED: m('orders-confirmed'), REJECTED: m('orders-rejected'), CANCELLED: m('orders-cancelled') },
       backlog: m('backlog'),
+      parked: m('parked'),
       applied: m('applied'),
       duplicates: m('duplicates'),
       lanes,
@@ -60,8 +61,9 @@ function shown(page: Page) {
 function expectedFrom(stats: Stats) {
   const lanes = Object.fromEntries(['Worker-1', 'Worker-2', 'Worker-3', 'Worker-4', 'Worker-5'].map((w) => [w, stats.deliveriesByWorker[w] ?? 0]));
   return {
-    orders: { total: stats.orders.total, PENDING: stats.orders.PENDING, CONFIRMED: stats.orders.CONFIRMED, REJECTED: stats.orders.REJECTED },
+    orders: { total: stats.orders.total, PENDING: stats.orders.PENDING, CONFIRMED: stats.orders.CONFIRMED, REJECTED: stats.orders.REJECTED, CANCELLED: stats.orders.CANCELLED },
     backlog: stats.outbox.pending,
+    parked: stats.outbox.parked,
     applied: stats.processed.applied,
     duplicates: stats.duplicatesSkipped,
     lanes,

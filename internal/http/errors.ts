@@ -14,6 +14,7 @@ const STATUS: Record<ErrorCode, number> = {
   METHOD_NOT_ALLOWED: 405,
   UNKNOWN_PRODUCT: 422,
   CONFLICT: 409,
+  ORDER_NOT_CANCELLABLE: 409,
   IDEMPOTENCY_KEY_REUSED: 422,
   POISON_MESSAGE: 500,
   // Never reaches HTTP (a consumer's answer to the relay or the broker); the map must be total.

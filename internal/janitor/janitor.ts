@@ -13,6 +13,7 @@ import type { Client, Pool } from '../db/pool.ts';
 import { dropReplayCopies, inboxRetentionLagSeconds, pruneProcessedMessages, pruneSkippedDuplicates } from '../inventory/processed.ts';
 import type { Logger } from '../log/logger.ts';
 import { idempotencyKeyLagSeconds, pruneExpiredIdempotencyKeys } from '../orders/idempotency.ts';
+import { repairParking } from '../outbox/dead-letters.ts';
 import { Waker } from '../relay/waker.ts';
 
 /** Chosen once, different from the migrations' lock (4_242_001). */
@@ -39,6 +40,11 @@ export interface JanitorPass {
   pruned: Record<PrunedTable, number>;
   /** processed_messages rows whose replay copy (type, payload) was dropped; the rows stay. */
   copiesDropped: number;
+  /**
+   * The parking repair (dead-letters.ts repairParking): outbox events parked behind a dead
+   * letter of their aggregate that were not yet, and parked ones whose dead letter is gone.
+   */
+  parking: { parked: number; unparked: number };
   /** Statements that removed something. */
   batches: number;
   ms: number;
@@ -146,7 +152,11 @@ export class Janitor {
   private async prune(client: Client): Promise<JanitorPass> {
     const started = performance.now();
     const { inboxRetentionMs, replayCopyRetentionMs, idempotencyKeyTtlMs } = this.settings;
-    const pass: JanitorPass = { pruned: { processed_messages: 0, skipped_duplicates: 0, idempotency_keys: 0 }, copiesDropped: 0, batches: 0, ms: 0 };
+    const pass: JanitorPass = {
+      pruned: { processed_messages: 0, skipped_duplicates: 0, idempotency_keys: 0 }, copiesDropped: 0, parking: { parked: 0, unparked: 0 }, batches: 0, ms: 0,
+    };
+    // First, so no event waits behind a dead letter that is gone for longer than one interval.
+    if (!this.stopping) pass.parking = await repairParking(client, this.settings.batchSize ?? DEFAULT_BATCH_SIZE);
     pass.pruned.processed_messages = await this.inBatches(pass, 'processed_messages', (n) => pruneProcessedMessages(client, inboxRetentionMs, n));
     pass.copiesDropped = await this.inBatches(pass, 'replay_copies', (n) => dropReplayCopies(client, replayCopyRetentionMs, n));
     pass.pruned.skipped_duplicates = await this.inBatches(pass, 'skipped_duplicates', (n) => pruneSkippedDuplicates(client, inboxRetentionMs, n));
@@ -186,5 +196,10 @@ export class Janitor {
       `dropped ${n(pass.copiesDropped)} replay copies (${pass.batches} batch${pass.batches === 1 ? '' : 'es'}, ${Math.round(pass.ms)} ms)`;
     if (removed > 0) this.log.info(line);
     else this.log.debug(line);
+    const { parked, unparked } = pass.parking;
+    // Parking normally happens with the dead-lettering and the re-drive; the repair only
+    // catches what came between (an event written after its predecessor was dead-lettered).
+    if (parked > 0) this.log.info(`parked ${n(parked)} outbox event${parked === 1 ? '' : 's'}: an earlier event of their order waits to be re-driven`);
+    if (unparked > 0) this.log.info(`un-parked ${n(unparked)} outbox event${unparked === 1 ? '' : 's'}: nothing earlier of their order waits to be re-driven any more`);
   }
 }

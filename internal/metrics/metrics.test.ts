@@ -68,7 +68,9 @@ describe('GET /metrics', () => {
     assert.equal(sampleValue(metrics, 'pipeline_duplicates_skipped'), stats.duplicatesSkipped);
     assert.equal(stats.duplicatesSkipped, 4);
     assert.equal(sampleValue(metrics, 'pipeline_messages_processed', { outcome: 'applied' }), stats.processed.applied);
-    for (const status of ['PENDING', 'CONFIRMED', 'REJECTED'] as const) {
+    assert.equal(sampleValue(metrics, 'outbox_parked_events'), stats.outbox.parked);
+    assert.equal(stats.outbox.parked, 0);
+    for (const status of ['PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED'] as const) {
       assert.equal(sampleValue(metrics, 'orders', { status }), stats.orders[status]);
     }
     for (const product of stats.products) assert.equal(sampleValue(metrics, 'product_stock', { product: product.id }), product.stock);

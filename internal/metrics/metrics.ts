@@ -47,13 +47,14 @@ export function createMetrics(reader: StatsReader, options: MetricsOptions = {})
   const pending = gauge('outbox_pending_events', 'Events in the outbox, not yet delivered (in flight and retrying included).');
   const inFlight = gauge('outbox_in_flight_events', 'Outbox events under a live lease: a worker is delivering them.');
   const retrying = gauge('outbox_retrying_events', 'Outbox events waiting for a retry after a failed delivery.');
+  const parked = gauge('outbox_parked_events', 'Outbox events parked behind a dead letter of their aggregate (an earlier event of the same order): they go through, in order, once it is re-driven.');
   const oldestEvent = gauge('outbox_oldest_event_age_seconds', 'Age of the oldest event waiting in the outbox (0 when empty). Alert when it keeps growing.');
   const deadTuples = gauge('outbox_dead_tuples', 'Dead row versions in the outbox (PostgreSQL statistics, an estimate): what each claim has to step over.');
   const oldestTx = gauge('postgres_oldest_transaction_age_seconds', 'Age of the oldest open transaction holding back the xmin horizon of this database (0 when none).');
   const xminAge = gauge('postgres_xmin_horizon_age_xids', 'Transaction ids between the xmin horizon and now (sessions, prepared transactions, replication slots).');
   const deadLetters = gauge('outbox_dead_letters_waiting', 'Dead letters waiting to be re-driven.');
   const oldestDead = gauge('outbox_dead_letter_oldest_age_seconds', 'Seconds since the oldest waiting dead letter gave up (0 when none).');
-  const orders = gauge('orders', 'Orders by status (CONFIRMED and REJECTED: the consumer\'s totals since the last reset).', ['status']);
+  const orders = gauge('orders', 'Orders by status (CONFIRMED and REJECTED: the consumer\'s totals since the last reset; an order confirmed, then cancelled, counts in CONFIRMED and CANCELLED).', ['status']);
   const pendingTooLong = gauge('orders_pending_too_long', 'Orders PENDING for longer than the threshold in the label.', ['threshold_seconds']);
   const oldestPending = gauge('orders_oldest_pending_age_seconds', 'Age of the oldest PENDING order (0 when none).');
   const stock = gauge('product_stock', 'Units in stock, by product.', ['product']);
@@ -77,6 +78,7 @@ export function createMetrics(reader: StatsReader, options: MetricsOptions = {})
     pending.set(stats.outbox.pending);
     inFlight.set(stats.outbox.inFlight);
     retrying.set(stats.outbox.retrying);
+    parked.set(stats.outbox.parked);
     const s = stats.signals;
     oldestEvent.set(s.outboxOldestEventAgeSeconds);
     deadTuples.set(s.outboxDeadTuples);
@@ -87,7 +89,7 @@ export function createMetrics(reader: StatsReader, options: MetricsOptions = {})
     oldestPending.set(s.oldestPendingOrderAgeSeconds);
     pendingTooLong.reset();
     pendingTooLong.set({ threshold_seconds: String(s.pendingOrderThresholdSeconds) }, s.ordersPendingTooLong);
-    for (const status of ['PENDING', 'CONFIRMED', 'REJECTED'] as const) orders.set({ status }, stats.orders[status]);
+    for (const status of ['PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED'] as const) orders.set({ status }, stats.orders[status]);
     // Products are a small table someone may edit; rebuilt so a removed one disappears.
     // TRANSPORT=nats: the stock is the inventory service's, on its own /metrics (this
     // database's products are only the catalog there).

@@ -27,6 +27,38 @@ export function requestHash(input: OrderInput): string {
 }
 
 /**
+ * What makes two cancellations "the same": the order they cancel. The method and route are in
+ * the hash, so a key first used to place an order (whose hash is of a 3-element array) never
+ * matches a cancellation: reusing it answers IDEMPOTENCY_KEY_REUSED.
+ */
+export function cancelRequestHash(orderId: string): string {
+  return createHash('sha256').update(JSON.stringify(['POST /orders/:id/cancel', orderId])).digest('hex');
+}
+
+/**
+ * Looks a key up without taking it (a cancellation that may write nothing, so must not store
+ * the key either): undefined when absent or expired, the order id when an earlier request with
+ * the same hash stored it; IDEMPOTENCY_KEY_REUSED when the hash differs.
+ */
+export async function findIdempotencyKey(tx: Queryable, key: string, hash: string, ttlMs: number): Promise<string | undefined> {
+  const { rows } = await tx.query<{ request_hash: string; order_id: string }>(
+    `SELECT request_hash, order_id FROM idempotency_keys
+      WHERE key = $1 AND created_at > now() - make_interval(secs => $2 / 1000.0)`,
+    [key, ttlMs],
+  );
+  const earlier = rows[0];
+  if (!earlier) return undefined;
+  if (earlier.request_hash !== hash) throw keyReused();
+  return earlier.order_id;
+}
+
+function keyReused(): AppError {
+  return new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was already used for a different request', {
+    'Idempotency-Key': 'already used for a different request',
+  });
+}
+
+/**
  * Runs in the order's transaction, before the order is written. Returns undefined when the
  * key is new (and now taken by `orderId`), or the order id an earlier request stored. A
  * concurrent request with the same key waits here until the first one commits or rolls back.

@@ -25,12 +25,13 @@ describe('placeOrder', () => {
   it('writes the order and its OrderCreated event together', async () => {
     const { order, messageId } = await placeOrder(db.pool, { productId: 'widget', quantity: 2, userId: 'u-1' });
     assert.equal(order.status, 'PENDING');
-    const { rows } = await db.pool.query(`SELECT message_id, event_type, aggregate_id, payload FROM outbox`);
+    const { rows } = await db.pool.query(`SELECT message_id, event_type, aggregate_id, aggregate_seq, payload FROM outbox`);
     assert.deepEqual(rows, [
       {
         message_id: messageId,
         event_type: 'OrderCreated',
         aggregate_id: order.id,
+        aggregate_seq: 1, // an order's first event
         payload: { orderId: order.id, productId: 'widget', quantity: 2, userId: 'u-1' },
       },
     ]);

@@ -10,7 +10,7 @@ import type { Wakeup } from '../outbox/wakeup.ts';
 import { DEFAULT_IDEMPOTENCY_KEY_TTL_MS, requestHash, takeIdempotencyKey } from './idempotency.ts';
 import { isUuid, type OrderInput } from './validate.ts';
 
-export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED';
+export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED' | 'CANCELLED';
 
 export interface Order {
   id: string;
@@ -23,6 +23,8 @@ export interface Order {
   traceId: string | null;
   createdAt: Date;
   updatedAt: Date;
+  /** When POST /orders/:id/cancel cancelled it; null otherwise. */
+  cancelledAt: Date | null;
 }
 
 /** The OrderCreated event's payload: everything the consumer needs, nothing it must look up. */
@@ -33,7 +35,7 @@ export interface OrderCreatedPayload {
   userId: string | null;
 }
 
-interface OrderRow {
+export interface OrderRow {
   id: string;
   product_id: string;
   quantity: number;
@@ -43,9 +45,10 @@ interface OrderRow {
   trace_id: string | null;
   created_at: Date;
   updated_at: Date;
+  cancelled_at: Date | null;
 }
 
-const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, trace_id, created_at, updated_at';
+export const ORDER_COLUMNS = 'id, product_id, quantity, user_id, status, reject_reason, trace_id, created_at, updated_at, cancelled_at';
 
 /** A new order with its event's message id, or (replayed) the order an earlier request with the same Idempotency-Key created. */
 export type PlacedOrder = NewOrder | { order: Order; replayed: true };
@@ -131,7 +134,7 @@ export async function getOrders(db: Queryable, ids: readonly string[]): Promise<
 export async function settleOrder(
   tx: Queryable,
   orderId: string,
-  status: Exclude<OrderStatus, 'PENDING'>,
+  status: 'CONFIRMED' | 'REJECTED',
   reason: string | null = null,
 ): Promise<boolean> {
   const { rowCount } = await tx.query(
@@ -146,7 +149,7 @@ export async function countOrdersByStatus(db: Queryable): Promise<Record<OrderSt
   const { rows } = await db.query<{ status: OrderStatus; count: number }>(
     `SELECT status, count(*)::int AS count FROM orders GROUP BY status`,
   );
-  const counts: Record<OrderStatus, number> = { PENDING: 0, CONFIRMED: 0, REJECTED: 0 };
+  const counts: Record<OrderStatus, number> = { PENDING: 0, CONFIRMED: 0, REJECTED: 0, CANCELLED: 0 };
   for (const row of rows) counts[row.status] = row.count;
   return counts;
 }
@@ -184,6 +187,18 @@ export async function countPendingOrders(db: Queryable, thresholdMs: number, lim
   };
 }
 
+/**
+ * CANCELLED orders through orders_status_idx, counted exactly up to `limit` (then `capped`):
+ * bounded work on every /stats read, like the PENDING count.
+ */
+export async function countCancelledOrders(db: Queryable, limit: number): Promise<{ count: number; capped: boolean }> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM orders WHERE status = 'CANCELLED' LIMIT $1 + 1) c`,
+    [limit],
+  );
+  return { count: Math.min(rows[0]!.n, limit), capped: rows[0]!.n > limit };
+}
+
 /** Sum of CONFIRMED quantities per product: what stock must have gone down by. */
 export async function confirmedQuantityByProduct(db: Queryable): Promise<Record<string, number>> {
   const { rows } = await db.query<{ product_id: string; quantity: number }>(
@@ -205,10 +220,11 @@ function orderCreated(orderId: string, messageId: string, input: OrderInput): Ne
     quantity: input.quantity,
     userId: input.userId ?? null,
   };
-  return { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload };
+  // An order's first event: position 1 (orders.event_seq starts there).
+  return { messageId, eventType: ORDER_CREATED, aggregateId: orderId, payload, sequence: 1 };
 }
 
-function toOrder(row: OrderRow): Order {
+export function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
     productId: row.product_id,
@@ -219,12 +235,13 @@ function toOrder(row: OrderRow): Order {
     traceId: row.trace_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    cancelledAt: row.cancelled_at,
   };
 }
 
 export interface Settlement {
   orderId: string;
-  status: Exclude<OrderStatus, 'PENDING'>;
+  status: 'CONFIRMED' | 'REJECTED';
   reason: string | null;
 }
 

@@ -12,18 +12,37 @@ export interface DeadLetter {
   deadAt: Date;
 }
 
-/** Moves a claimed event to dead_letters while `token` still holds its lease. */
+/**
+ * Moves a claimed event to dead_letters while `token` still holds its lease, and in the same
+ * statement parks the later events of its aggregate already in the outbox (available_at =
+ * 'infinity'): the claim would skip them anyway while the dead letter waits, parked they stay
+ * out of its index walk and show as parked in /stats. A row whose live lease another worker
+ * holds is left alone (it was claimed before this event came back, by a replay); the janitor's
+ * pass parks it once that lease is over. Events written later (a cancellation of an order whose
+ * creation is dead) are parked by the same pass; until then the claim's rule holds them back.
+ */
 export async function moveToDeadLetters(db: Queryable, event: Pick<OutboxEvent, 'id'>, token: string, error: string): Promise<boolean> {
-  const { rowCount } = await db.query(
+  const { rows } = await db.query<{ moved: number }>(
     `WITH moved AS (
        DELETE FROM outbox WHERE id = $1 AND lock_token = $2
-       RETURNING message_id, event_type, aggregate_id, payload, headers, attempts, created_at
+       RETURNING message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, created_at
+     ),
+     dead AS (
+       INSERT INTO dead_letters (message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, last_error, created_at)
+       SELECT message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, left($3, 2000), created_at FROM moved
+       RETURNING 1
+     ),
+     parked AS (
+       UPDATE outbox o SET available_at = 'infinity'
+         FROM moved m
+        WHERE o.aggregate_id = m.aggregate_id AND o.aggregate_seq > m.aggregate_seq
+          AND (o.lock_token IS NULL OR o.locked_until <= now())
+       RETURNING 1
      )
-     INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, headers, attempts, last_error, created_at)
-     SELECT message_id, event_type, aggregate_id, payload, headers, attempts, left($3, 2000), created_at FROM moved`,
+     SELECT (SELECT count(*)::int FROM dead) AS moved, (SELECT count(*)::int FROM parked) AS parked`,
     [event.id, token, error],
   );
-  return rowCount === 1;
+  return rows[0]!.moved === 1;
 }
 
 /** A message that arrived over a broker and will not be applied (uuid-shaped ids only). */
@@ -70,6 +89,10 @@ export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedD
  * Puts dead letters back into the outbox with a fresh attempt count, once their cause is
  * fixed: all of them, or those in `messageIds`. Returns the message ids re-driven. Messages
  * received from a broker (received_from set) stay: they belong to another service's stream.
+ *
+ * The same statement un-parks the events their dead-lettering parked (available now), unless
+ * an earlier dead letter of that aggregate stays behind. They still wait for the re-driven
+ * event by the claim's rule, so the aggregate's events go through in their order.
  */
 export async function redriveDeadLetters(db: Queryable, messageIds?: readonly string[]): Promise<string[]> {
   const { rows } = await db.query<{ message_id: string }>(
@@ -79,15 +102,61 @@ export async function redriveDeadLetters(db: Queryable, messageIds?: readonly st
           AND d.received_from IS NULL
           -- Already back in the outbox (replayed meanwhile): leave the dead letter where it is.
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = d.message_id)
-       RETURNING message_id, event_type, aggregate_id, payload, headers, last_error, created_at
+       RETURNING message_id, event_type, aggregate_id, aggregate_seq, payload, headers, last_error, created_at
+     ),
+     unparked AS (
+       -- One statement sees one snapshot: dead letters it deletes still look present here, so
+       -- they are excluded by name.
+       UPDATE outbox o SET available_at = now()
+        WHERE o.available_at = 'infinity'
+          AND o.aggregate_id IN (SELECT aggregate_id FROM moved)
+          AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                           WHERE d.aggregate_id = o.aggregate_id AND d.aggregate_seq < o.aggregate_seq
+                             AND d.received_from IS NULL AND d.message_id NOT IN (SELECT message_id FROM moved))
+       RETURNING 1
      )
-     INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, created_at, last_error)
-     SELECT message_id, event_type, aggregate_id, payload, headers, created_at, 're-driven after: ' || coalesce(last_error, '?') FROM moved
+     INSERT INTO outbox (message_id, event_type, aggregate_id, aggregate_seq, payload, headers, created_at, last_error)
+     SELECT message_id, event_type, aggregate_id, aggregate_seq, payload, headers, created_at, 're-driven after: ' || coalesce(last_error, '?') FROM moved
      ON CONFLICT (message_id) DO NOTHING
      RETURNING message_id`,
     [messageIds ?? null],
   );
   return rows.map((row) => row.message_id);
+}
+
+/**
+ * The janitor's repair of parking, both ways, so that nothing is ever stuck: parks events that
+ * wait behind one of this outbox's dead letters but are not parked (written after the
+ * dead-lettering, or leased then), and un-parks parked events whose dead letter is gone (purged
+ * or re-driven by hand). Each direction touches at most `limit` rows. Parking is only ever an
+ * optimisation of the claim's rule, so a pass that comes late costs a few probes, never order.
+ */
+export async function repairParking(db: Queryable, limit: number): Promise<{ parked: number; unparked: number }> {
+  const { rows } = await db.query<{ parked: number; unparked: number }>(
+    `WITH strays AS (
+       UPDATE outbox o SET available_at = 'infinity'
+        WHERE o.id = ANY (ARRAY(
+                SELECT s.id FROM (SELECT DISTINCT ON (aggregate_id) aggregate_id, aggregate_seq FROM dead_letters
+                                   WHERE received_from IS NULL ORDER BY aggregate_id, aggregate_seq) d
+                  JOIN outbox s ON s.aggregate_id = d.aggregate_id AND s.aggregate_seq > d.aggregate_seq
+                 WHERE s.available_at < 'infinity' AND (s.lock_token IS NULL OR s.locked_until <= now())
+                 LIMIT $1))
+       RETURNING 1
+     ),
+     orphans AS (
+       UPDATE outbox o SET available_at = now()
+        WHERE o.id = ANY (ARRAY(
+                SELECT p.id FROM outbox p
+                 WHERE p.available_at = 'infinity'
+                   AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                                    WHERE d.aggregate_id = p.aggregate_id AND d.aggregate_seq < p.aggregate_seq AND d.received_from IS NULL)
+                 LIMIT $1))
+       RETURNING 1
+     )
+     SELECT (SELECT count(*)::int FROM strays) AS parked, (SELECT count(*)::int FROM orphans) AS unparked`,
+    [limit],
+  );
+  return rows[0]!;
 }
 
 export async function listDeadLetters(db: Queryable, limit = 100): Promise<DeadLetter[]> {

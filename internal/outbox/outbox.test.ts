@@ -22,6 +22,9 @@ async function fill(count: number): Promise<void> {
 function assertIndexScan(plan: string): void {
   assert.match(plan, /Limit[\s\S]*LockRows[\s\S]*Index Scan using outbox_available_idx on outbox/, plan);
   assert.match(plan, /Index Scan using outbox_pkey on outbox/, plan);
+  // The per-aggregate rule: one index probe per candidate into each table.
+  assert.match(plan, /Index (Only )?Scan using outbox_aggregate_idx on outbox earlier/, plan);
+  assert.match(plan, /(Index|Bitmap Index) Scan using dead_letters_aggregate_idx/, plan);
   assert.doesNotMatch(plan, /Seq Scan|Sort|Hash/, plan);
 }
 
@@ -38,6 +41,25 @@ describe('the claim query plan', () => {
     await fill(5_000);
     await db.pool.query('VACUUM ANALYZE outbox');
     assertIndexScan(await explainClaim(db.pool, 10));
+  });
+
+  it('stays index probes with 20,000 events of 10,000 two-event orders and 1,000 dead letters', async () => {
+    await db.pool.query('DELETE FROM outbox');
+    await db.pool.query(
+      `INSERT INTO outbox (message_id, event_type, aggregate_id, aggregate_seq, payload)
+       SELECT gen_random_uuid(), CASE WHEN s = 1 THEN 'OrderCreated' ELSE 'OrderCancelled' END,
+              md5(n::text)::uuid, s, '{}'
+         FROM generate_series(1, 10000) AS n, generate_series(1, 2) AS s`,
+    );
+    await db.pool.query(
+      `INSERT INTO dead_letters (message_id, event_type, aggregate_id, aggregate_seq, payload, attempts, created_at)
+       SELECT gen_random_uuid(), 'OrderCreated', gen_random_uuid(), 1, '{}', 5, now() FROM generate_series(1, 1000)`,
+    );
+    await db.pool.query('ANALYZE outbox');
+    await db.pool.query('ANALYZE dead_letters');
+    assertIndexScan(await explainClaim(db.pool, 10));
+    assertIndexScan(await explainClaim(db.pool, 500));
+    await db.pool.query('DELETE FROM dead_letters');
   });
 
   it('is tuned for churn: autovacuum by a fixed number of dead rows, unthrottled', async () => {

@@ -47,6 +47,8 @@ export interface OutboxEvent {
   payload: unknown;
   /** The trace context stored with it ({} when none; fakes in tests may leave it out). */
   headers?: Record<string, string>;
+  /** Its position within its aggregate (1 for rows written before positions existed). */
+  sequence: number;
   /** Including the current one: 1 on the first delivery. */
   attempts: number;
   /** Why the previous attempt did not finish (null on a first delivery). */
@@ -64,6 +66,7 @@ interface OutboxRow {
   message_id: string;
   event_type: string;
   aggregate_id: string;
+  aggregate_seq: number;
   payload: unknown;
   headers: Record<string, string> | null;
   attempts: number;
@@ -79,18 +82,18 @@ interface OutboxRow {
  * (wakeup.ts), and passes `notify: false`.
  */
 export async function enqueueEvent(tx: Queryable, event: NewEvent, options: { notify?: boolean } = {}): Promise<void> {
-  const values = [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {})];
+  const values = [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {}), event.sequence ?? 1];
   if (options.notify === false) {
-    await tx.query(`INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers) VALUES ($1, $2, $3, $4, $5)`, values);
+    await tx.query(`INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, aggregate_seq) VALUES ($1, $2, $3, $4, $5, $6)`, values);
     return;
   }
   await tx.query(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
-       VALUES ($1, $2, $3, $4, $5)
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, aggregate_seq)
+       VALUES ($1, $2, $3, $4, $5, $6)
        RETURNING id
      )
-     SELECT pg_notify($6, '') FROM inserted`,
+     SELECT pg_notify($7, '') FROM inserted`,
     [...values, OUTBOX_CHANNEL],
   );
 }
@@ -105,8 +108,8 @@ export async function enqueueEvents(tx: Queryable, events: readonly NewEvent[]):
   if (events.length === 0) return;
   await tx.query(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::jsonb[])
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, aggregate_seq)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::jsonb[], $7::int[])
        RETURNING id
      )
      SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM inserted)`,
@@ -117,6 +120,7 @@ export async function enqueueEvents(tx: Queryable, events: readonly NewEvent[]):
       events.map((e) => JSON.stringify(e.payload)),
       events.map((e) => JSON.stringify(e.headers ?? {})),
       OUTBOX_CHANNEL,
+      events.map((e) => e.sequence ?? 1),
     ],
   );
 }
@@ -128,13 +132,13 @@ export async function enqueueEvents(tx: Queryable, events: readonly NewEvent[]):
 export async function enqueueAgain(db: Queryable, event: NewEvent): Promise<boolean> {
   const { rows } = await db.query<{ id: string }>(
     `WITH inserted AS (
-       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers)
-       VALUES ($1, $2, $3, $4, $5)
+       INSERT INTO outbox (message_id, event_type, aggregate_id, payload, headers, aggregate_seq)
+       VALUES ($1, $2, $3, $4, $5, $7)
        ON CONFLICT (message_id) DO NOTHING
        RETURNING id
      )
      SELECT id, pg_notify($6, '') FROM inserted`,
-    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {}), OUTBOX_CHANNEL],
+    [event.messageId, event.eventType, event.aggregateId, JSON.stringify(event.payload), JSON.stringify(event.headers ?? {}), OUTBOX_CHANNEL, event.sequence ?? 1],
   );
   return rows.length === 1;
 }
@@ -153,7 +157,30 @@ export async function countWaiting(db: Queryable, messageIds: readonly string[])
 // backed-off rows sort after now()) or with the history (delivered rows are deleted). The ids
 // go to the UPDATE as an array, which it looks up by primary key: joined to a CTE instead,
 // the planner switches to a hash join over a sequential scan once the backlog is large.
-const CLAIM_SQL = `UPDATE outbox
+//
+// Per-aggregate order: a candidate is skipped while an earlier event of its aggregate is still
+// in the outbox (waiting, leased or backing off) or parked in dead_letters. Each is one probe
+// of an (aggregate_id, aggregate_seq) index per row walked, so the claim stays index scans. A
+// skipped event costs the walk one probe per claim until its predecessor is gone; the events
+// behind a dead letter are parked at available_at = 'infinity', out of the walk altogether.
+// Dead letters received from a broker (received_from set) are another service's messages:
+// they never hold back this outbox.
+//
+// OFFSET 0 keeps each probe a per-row subplan: pulled up into an anti-join, the planner may
+// pick a sequential scan of a small or freshly emptied table (materialized once per claim),
+// or a hash anti-join over the whole outbox once the backlog is large.
+const ORDERED_CANDIDATES = `
+                 AND NOT EXISTS (SELECT 1 FROM outbox earlier
+                                  WHERE earlier.aggregate_id = o.aggregate_id AND earlier.aggregate_seq < o.aggregate_seq
+                                  OFFSET 0)
+                 AND NOT EXISTS (SELECT 1 FROM dead_letters parked
+                                  WHERE parked.aggregate_id = o.aggregate_id AND parked.aggregate_seq < o.aggregate_seq
+                                    AND parked.received_from IS NULL
+                                  OFFSET 0)`;
+
+/** The claim statement; `ordered: false` leaves the per-aggregate rule out (test control only). */
+export function claimSql(ordered: boolean): string {
+  return `UPDATE outbox
         SET locked_by = $2,
             lock_token = $3,
             locked_until = now() + $4 * interval '1 millisecond',
@@ -167,17 +194,20 @@ const CLAIM_SQL = `UPDATE outbox
                               ELSE last_error END
       WHERE id = ANY (ARRAY(
               WITH candidates AS (
-                SELECT id, lock_token IS NOT NULL AS abandoned FROM outbox
-                 WHERE available_at <= now()
+                SELECT id, lock_token IS NOT NULL AS abandoned FROM outbox o
+                 WHERE available_at <= now()${ordered ? ORDERED_CANDIDATES : ''}
                  ORDER BY available_at, id
                  LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+                 FOR UPDATE OF o SKIP LOCKED)
               -- Events back from a dead worker are taken one per claim, so if one of them
               -- kills the process again, the crash is pinned on it and not on its neighbours.
               SELECT id FROM candidates
                WHERE NOT EXISTS (SELECT 1 FROM candidates WHERE abandoned)
                   OR id = (SELECT min(id) FROM candidates WHERE abandoned)))
-     RETURNING id, message_id, event_type, aggregate_id, payload, headers, attempts, last_error, created_at`;
+     RETURNING id, message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, last_error, created_at`;
+}
+
+const CLAIM_SQL = claimSql(true);
 
 /** The claim's query plan (EXPLAIN, not run): proof that it stays an index scan. */
 export async function explainClaim(db: Queryable, batchSize: number): Promise<string> {
@@ -254,9 +284,10 @@ function findNode(node: PlanNode, indexName: string): PlanNode | undefined {
 export async function claimEvents(
   db: Queryable,
   options: { workerName: string; batchSize: number; leaseMs: number },
+  sql: string = CLAIM_SQL,
 ): Promise<Claim> {
   const token = randomUUID();
-  const { rows } = await db.query<OutboxRow>(CLAIM_SQL, [options.batchSize, options.workerName, token, options.leaseMs]);
+  const { rows } = await db.query<OutboxRow>(sql, [options.batchSize, options.workerName, token, options.leaseMs]);
   rows.sort((a, b) => Number(a.id) - Number(b.id));
   return { token, events: rows.map(toEvent) };
 }
@@ -338,12 +369,19 @@ export interface OutboxCounts {
   pending: number;
   inFlight: number;
   retrying: number;
+  /**
+   * Of `pending`: events parked behind a dead letter of their aggregate (available_at =
+   * 'infinity'). They go through once that dead letter is re-driven, in their order.
+   */
+  parked: number;
 }
 
 export interface OutboxSummary {
   counts: OutboxCounts;
   /** The outbox held more than the limit: `pending` is the planner's estimate, the rest lower bounds. */
   estimated: boolean;
+  /** More than the limit are parked: `parked` is a lower bound. */
+  parkedCapped: boolean;
   /** Seconds the oldest waiting event has been in the outbox (database clock); 0 when empty. */
   oldestAgeSeconds: number;
   /** Leased events by the worker holding them (the dashboard's lanes). */
@@ -356,11 +394,13 @@ export interface OutboxSummary {
  * counted on every request). Oldest first by id: the insertion order, read from the primary key.
  */
 export async function summarizeOutbox(db: Queryable, limit: number): Promise<OutboxSummary> {
-  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number; age: number; by_worker: Record<string, number> | null }>(
-    `WITH sample AS (SELECT lock_token, locked_until, locked_by, attempts FROM outbox LIMIT $1 + 1)
+  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number; parked: number; age: number; by_worker: Record<string, number> | null }>(
+    `WITH sample AS (SELECT lock_token, locked_until, locked_by, attempts, available_at FROM outbox LIMIT $1 + 1)
      SELECT (SELECT count(*)::int FROM sample) AS pending,
             (SELECT count(*)::int FROM sample WHERE lock_token IS NOT NULL AND locked_until > now()) AS in_flight,
-            (SELECT count(*)::int FROM sample WHERE lock_token IS NULL AND attempts > 0) AS retrying,
+            (SELECT count(*)::int FROM sample WHERE lock_token IS NULL AND attempts > 0 AND available_at < 'infinity') AS retrying,
+            -- Parked rows sit at the end of outbox_available_idx: counted from there, bounded.
+            (SELECT count(*)::int FROM (SELECT 1 FROM outbox WHERE available_at = 'infinity' LIMIT $1 + 1) p) AS parked,
             (SELECT jsonb_object_agg(locked_by, n) FROM (
                SELECT locked_by, count(*)::int AS n FROM sample
                 WHERE lock_token IS NOT NULL AND locked_until > now() GROUP BY locked_by) w) AS by_worker,
@@ -371,7 +411,8 @@ export async function summarizeOutbox(db: Queryable, limit: number): Promise<Out
   const estimated = row.pending > limit;
   const pending = estimated ? Math.max(limit + 1, await estimateOutboxRows(db)) : row.pending;
   return {
-    counts: { pending, inFlight: row.in_flight, retrying: row.retrying },
+    counts: { pending, inFlight: row.in_flight, retrying: row.retrying, parked: Math.min(row.parked, limit) },
+    parkedCapped: row.parked > limit,
     estimated,
     oldestAgeSeconds: Math.max(0, row.age),
     inFlightByWorker: row.by_worker ?? {},
@@ -397,14 +438,24 @@ export async function outboxDeadTuples(db: Queryable): Promise<number> {
 }
 
 export async function countOutbox(db: Queryable): Promise<OutboxCounts> {
-  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number }>(
+  const { rows } = await db.query<{ pending: number; in_flight: number; retrying: number; parked: number }>(
     `SELECT count(*)::int AS pending,
             count(*) FILTER (WHERE lock_token IS NOT NULL AND locked_until > now())::int AS in_flight,
-            count(*) FILTER (WHERE lock_token IS NULL AND attempts > 0)::int AS retrying
+            count(*) FILTER (WHERE lock_token IS NULL AND attempts > 0 AND available_at < 'infinity')::int AS retrying,
+            count(*) FILTER (WHERE available_at = 'infinity')::int AS parked
        FROM outbox`,
   );
   const row = rows[0]!;
-  return { pending: row.pending, inFlight: row.in_flight, retrying: row.retrying };
+  return { pending: row.pending, inFlight: row.in_flight, retrying: row.retrying, parked: row.parked };
+}
+
+/** Events parked behind a dead letter of their aggregate, counted up to `limit` (through outbox_available_idx). */
+export async function countParkedEvents(db: Queryable, limit: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE available_at = 'infinity' LIMIT $1) p`,
+    [limit],
+  );
+  return rows[0]!.n;
 }
 
 /** Events under a live lease, by the worker holding them (the dashboard's lanes). */
@@ -428,6 +479,7 @@ function toEvent(row: OutboxRow): OutboxEvent {
     messageId: row.message_id,
     eventType: row.event_type,
     aggregateId: row.aggregate_id,
+    sequence: row.aggregate_seq,
     payload: row.payload,
     headers: row.headers ?? {},
     attempts: row.attempts,

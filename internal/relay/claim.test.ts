@@ -80,7 +80,7 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
         );
         const events = rows.map((row) => ({
           id: String(row.id), messageId: row.message_id, eventType: 'OrderCreated',
-          aggregateId: row.message_id, payload: {}, attempts: 1, lastError: null, createdAt: new Date(),
+          aggregateId: row.message_id, sequence: 1, payload: {}, attempts: 1, lastError: null, createdAt: new Date(),
         }));
         return { token: 'none', events };
       },

@@ -9,14 +9,20 @@ import { readHorizon } from '../db/horizon.ts';
 import type { Queryable } from '../db/pool.ts';
 import { countConsumed } from '../inventory/processed.ts';
 import { listProducts, type Product } from '../inventory/stock.ts';
-import { countPendingOrders, type OrderStatus } from '../orders/orders.ts';
+import { countCancelledOrders, countPendingOrders, type OrderStatus } from '../orders/orders.ts';
 import { summarizeDeadLetters } from '../outbox/dead-letters.ts';
 import { outboxDeadTuples, summarizeOutbox, type OutboxCounts } from '../outbox/outbox.ts';
 import type { BrokerStats } from './broker.ts';
 import type { RemoteInventoryStats } from './inventory-remote.ts';
 
 export interface Stats {
-  /** CONFIRMED and REJECTED are the consumer's totals; PENDING is counted (up to the limit). */
+  /**
+   * CONFIRMED and REJECTED are the consumer's totals (its decisions on OrderCreated); PENDING
+   * and CANCELLED are counted (up to the limit). An order confirmed and then cancelled counts
+   * in CONFIRMED and in CANCELLED: the first is what the inventory decided, the second what the
+   * customer did afterwards. `total` is every order placed (PENDING + CONFIRMED + REJECTED; a
+   * cancelled order is there once its creation was decided).
+   */
   orders: Record<OrderStatus, number> & { total: number };
   outbox: OutboxCounts;
   processed: { applied: number; rejected: number };
@@ -68,8 +74,9 @@ export const STATS_DEFAULTS = { exactCountLimit: 10_000, pendingOrderThresholdMs
 export async function readStats(db: Queryable, options: ReadStatsOptions = {}): Promise<Stats> {
   const limit = options.exactCountLimit ?? STATS_DEFAULTS.exactCountLimit;
   const thresholdMs = options.pendingOrderThresholdMs ?? STATS_DEFAULTS.pendingOrderThresholdMs;
-  const [pending, outbox, consumed, products, dead, horizon, deadTuples] = await Promise.all([
+  const [pending, cancelled, outbox, consumed, products, dead, horizon, deadTuples] = await Promise.all([
     countPendingOrders(db, thresholdMs, limit),
+    countCancelledOrders(db, limit),
     summarizeOutbox(db, limit),
     countConsumed(db),
     listProducts(db),
@@ -79,11 +86,13 @@ export async function readStats(db: Queryable, options: ReadStatsOptions = {}): 
   ]);
   const estimated = ['signals.outboxDeadTuples'];
   if (outbox.estimated) estimated.push('outbox.pending', 'outbox.inFlight', 'outbox.retrying');
+  if (outbox.parkedCapped) estimated.push('outbox.parked');
   if (pending.capped) estimated.push('orders.PENDING', 'orders.total', 'signals.ordersPendingTooLong');
+  if (cancelled.capped) estimated.push('orders.CANCELLED');
   if (dead.count >= limit) estimated.push('deadLetters');
   const { applied, rejected } = consumed.processed;
   return {
-    orders: { PENDING: pending.count, CONFIRMED: applied, REJECTED: rejected, total: pending.count + applied + rejected },
+    orders: { PENDING: pending.count, CONFIRMED: applied, REJECTED: rejected, CANCELLED: cancelled.count, total: pending.count + applied + rejected },
     outbox: outbox.counts,
     processed: consumed.processed,
     duplicatesSkipped: consumed.duplicatesSkipped,

@@ -70,9 +70,11 @@ function render(snapshot) {
   setNumber(metric('orders-pending'), stats.orders.PENDING);
   setNumber(metric('orders-confirmed'), stats.orders.CONFIRMED);
   setNumber(metric('orders-rejected'), stats.orders.REJECTED);
+  setNumber(metric('orders-cancelled'), stats.orders.CANCELLED ?? 0);
   setNumber(metric('backlog'), stats.outbox.pending);
   setNumber(metric('in-flight'), stats.outbox.inFlight);
   setNumber(metric('retrying'), stats.outbox.retrying);
+  setNumber(metric('parked'), stats.outbox.parked ?? 0);
   setNumber(metric('applied'), stats.processed.applied);
   setNumber(metric('rejected-messages'), stats.processed.rejected);
   setNumber(metric('duplicates'), stats.duplicatesSkipped);
@@ -225,7 +227,7 @@ function react(step) {
     void el.offsetWidth;
     el.classList.add(className);
   };
-  if (step.kind === 'accepted') flash($('[data-arrow="api"]'));
+  if (step.kind === 'accepted' || step.kind === 'cancelled') flash($('[data-arrow="api"]'));
   if (step.kind === 'claimed' || step.kind === 'delivered' || step.kind === 'retried') {
     flash($('[data-arrow="claim"]'));
     const lane = document.querySelector(`.lane[data-worker="${CSS.escape(step.speaker)}"]`);
