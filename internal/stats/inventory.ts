@@ -1,6 +1,7 @@
 // What the inventory service reports about itself (GET /stats on INVENTORY_PORT): its stock,
 // its inbox, its reply outbox and its dead letters, all from its own database.
 import type { Queryable } from '../db/pool.ts';
+import { countAggregatesPast } from '../inventory/positions.ts';
 import { countConsumed, type ConsumerCounts } from '../inventory/processed.ts';
 import { listProducts, type Product } from '../inventory/stock.ts';
 import { countDeadLetters } from '../outbox/dead-letters.ts';
@@ -17,14 +18,18 @@ export interface InventoryStats {
   /** Seconds the oldest unpublished reply has waited (database clock); 0 when none. */
   replyOutboxOldestAgeSeconds: number;
   deadLetters: number;
+  /** Orders whose OrderCancelled this service applied (their position is past OrderCreated). */
+  cancellationsApplied: number;
 }
 
 export async function readInventoryStats(db: Queryable): Promise<InventoryStats> {
-  const [products, consumed, replyOutbox, deadLetters] = await Promise.all([
+  const [products, consumed, replyOutbox, deadLetters, cancellationsApplied] = await Promise.all([
     listProducts(db), countConsumed(db), summarizeOutbox(db, STATS_DEFAULTS.exactCountLimit), countDeadLetters(db),
+    countAggregatesPast(db, 1),
   ]);
   return {
     service: 'inventory', products, consumed, replyOutbox: replyOutbox.counts,
     replyOutboxOldestAgeSeconds: Math.round(replyOutbox.oldestAgeSeconds * 1000) / 1000, deadLetters,
+    cancellationsApplied,
   };
 }
