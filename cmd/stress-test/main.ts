@@ -1,7 +1,7 @@
 // npm run stress: fire orders at a running server and check the outbox kept its promise.
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { positiveInt, transportChosen, transportMode, withTransport } from '../../internal/cli/args.ts';
+import { fraction, positiveInt, transportChosen, transportMode, withTransport } from '../../internal/cli/args.ts';
 import { followServerTransport } from '../../internal/app/transport-mode.ts';
 import { exitWithFailure, orExit } from '../../internal/cli/exit.ts';
 import { stressTest } from '../../internal/app/stress.ts';
@@ -18,12 +18,13 @@ const options = new Command('stress-test')
   .option('--concurrency <n>', 'requests in flight at once', positiveInt, 50)
   .option('--quantity <n>', 'quantity per order (1..1000)', positiveInt, 1)
   .option('--product <id...>', 'product id(s) to order (default: every product, in turn)')
+  .option('--cancel-ratio <p>', 'share of the orders to cancel (0..1): half right after placing, half once settled', fraction, 0)
   .option('--no-wait', 'do not wait for the outbox to drain (and so skip the invariant check)')
   .option('--wait-timeout <ms>', 'how long to wait for the drain', positiveInt, 120_000)
   .option('--json', 'print one JSON result object instead of the report')
   .parse()
   .opts<{
-    url?: string; transport?: TransportMode; orders: number; concurrency: number; quantity: number; product?: string[];
+    url?: string; transport?: TransportMode; orders: number; concurrency: number; quantity: number; product?: string[]; cancelRatio: number;
     wait: boolean; waitTimeout: number; json?: boolean;
   }>();
 
@@ -58,6 +59,7 @@ try {
       wait: options.wait,
       waitTimeoutMs: options.waitTimeout,
       userId: `stress-${randomUUID().slice(0, 8)}`,
+      cancelRatio: options.cancelRatio,
     },
     {
       client,

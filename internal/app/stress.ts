@@ -37,6 +37,7 @@ export function inventorySide(pool: Parameters<typeof readInventoryStats>[0]): I
         handledBy: stats.consumed.deliveriesBy,
         duplicatesSkipped: stats.consumed.duplicatesSkipped,
         replyOutbox: stats.replyOutbox.pending,
+        cancellationsApplied: stats.consumed.processed.cancelled,
       };
     },
   };

@@ -60,6 +60,8 @@ export interface ApiClient {
   products(): Promise<ApiProduct[]>;
   stats(): Promise<ApiStats>;
   placeOrder(input: { productId: string; quantity: number; userId?: string }): Promise<PlaceResult>;
+  /** POST /orders/:id/cancel: 200 with the CANCELLED order (also when it already was), 409 when it cannot be. */
+  cancelOrder(id: string): Promise<PlaceResult>;
   /** Looks up any number of orders, LOOKUP_BATCH ids per request. */
   orders(ids: readonly string[]): Promise<ApiOrder[]>;
   /**
@@ -123,6 +125,17 @@ export function createApiClient(baseUrl: string): ApiClient {
       }
       const body = (await res.json().catch(() => undefined)) as (ApiOrder & { error?: { code: string } }) | undefined;
       if (res.status === 201 && body) return { status: 201, order: body };
+      return { status: res.status, errorCode: body?.error?.code ?? 'UNKNOWN' };
+    },
+    async cancelOrder(id) {
+      let res: Response;
+      try {
+        res = await request(`/orders/${encodeURIComponent(id)}/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      } catch {
+        return { status: 0, errorCode: 'NO_RESPONSE' };
+      }
+      const body = (await res.json().catch(() => undefined)) as (ApiOrder & { error?: { code: string } }) | undefined;
+      if (res.status === 200 && body) return { status: 200, order: body };
       return { status: res.status, errorCode: body?.error?.code ?? 'UNKNOWN' };
     },
     async orders(ids) {

@@ -53,6 +53,7 @@ export function remoteInventorySide(inventoryUrl: string, timeoutMs: number): In
         handledBy: stats.consumed.deliveriesBy,
         duplicatesSkipped: stats.consumed.duplicatesSkipped,
         replyOutbox: stats.replyOutbox.pending,
+        cancellationsApplied: stats.consumed.processed.cancelled,
       };
     },
   };

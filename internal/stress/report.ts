@@ -79,8 +79,17 @@ export function formatStressReport(result: StressResult, color: boolean): string
       (d.drained
         ? `outbox empty and every order settled ${ms(d.msAfterLastAccept ?? 0)} after the last accept`
         : `not drained: ${d.unsettled} order(s) unsettled, ${d.outboxLeft} event(s) in the outbox`) +
-      ` (${d.confirmed} CONFIRMED, ${d.rejected} REJECTED)`,
+      ` (${d.confirmed} CONFIRMED, ${d.rejected} REJECTED${d.cancelled > 0 ? `, ${d.cancelled} CANCELLED` : ''})`,
   );
+  const k = result.cancellations;
+  if (k.requested > 0) {
+    lines.push(
+      `${label('cancels')}${k.failed === 0 ? ok : bad} ${k.early + k.afterSettling}/${k.requested} cancelled ` +
+        `(${k.early} right after placing, ${k.afterSettling} once settled)` +
+        (k.notCancellable > 0 ? `, ${k.notCancellable} refused (409: the order was REJECTED)` : '') +
+        (k.failed > 0 ? c.red(`, ${k.failed} failed`) : ''),
+    );
+  }
 
   if (result.transport === 'nats') {
     lines.push(`${label('workers')}both services shared the work, NATS JetStream between them:`);
@@ -100,7 +109,7 @@ export function formatStressReport(result: StressResult, color: boolean): string
   for (const s of result.stock.filter((x) => x.before !== x.after || x.confirmedQuantity > 0)) {
     lines.push(
       `${' '.repeat(12)}${s.holds ? ok : bad} ${s.productId.padEnd(10)} ${s.before} → ${s.after}` +
-        ` (−${s.before - s.after}; confirmed orders took ${s.confirmedQuantity})`,
+        ` (−${s.before - s.after}; confirmed orders took ${s.confirmedQuantity}${result.cancellations.requested > 0 ? ', cancelled ones gave theirs back' : ''})`,
     );
   }
 

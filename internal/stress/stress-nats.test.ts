@@ -61,6 +61,26 @@ describe('the stress test over NATS JetStream (two services, two databases)', ()
     assert.equal(orderSide[0].confirmed, 50);
   });
 
+  it('--cancel-ratio 0.4 over the broker: cancellations applied by the inventory after their orders, stock moved only by the CONFIRMED ones', async (t) => {
+    if (!services) return void (await skipUnlessNats(t));
+    const result = await runStressTest(options({ orders: 30, cancelRatio: 0.4, userId: 'stress-nats-cancel' }), {
+      client: createApiClient(services.orders.url), inventory: inventorySide(inventoryDb.pool),
+    });
+    assert.ok(result.invariant.holds, result.invariant.problems.join('; '));
+    assert.ok(result.ok);
+    assert.deepEqual(result.cancellations, { requested: 12, early: 6, afterSettling: 6, notCancellable: 0, failed: 0 });
+    assert.equal(result.drain.cancelled, 12);
+    assert.equal(result.drain.confirmed, 18);
+    // The inventory's own rows: 12 aggregates past their first event, each cancelled order's
+    // reservation given back once.
+    const { rows } = await inventoryDb.pool.query(
+      `SELECT (SELECT count(*)::int FROM inbox_positions WHERE last_seq = 2) AS cancels_applied,
+              (SELECT count(*)::int FROM stock_answers WHERE released_at IS NOT NULL) AS released,
+              (SELECT count(*)::int FROM dead_letters) AS dead`,
+    );
+    assert.deepEqual(rows[0], { cancels_applied: 12, released: 12, dead: 0 });
+  });
+
   it('control: stock read from the order database (its catalog) does not move, and the invariant fails', async (t) => {
     if (!services) return void (await skipUnlessNats(t));
     const wrong = await runStressTest(options({ orders: 10, userId: 'stress-wrong-db' }), {

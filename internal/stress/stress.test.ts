@@ -60,6 +60,33 @@ describe('the stress test against a running server', () => {
     }
   });
 
+  it('--cancel-ratio 0.4: 20 of 50 orders cancelled (half racing their OrderCreated), stock moved only by the CONFIRMED ones', async () => {
+    const server = await serve(5);
+    try {
+      const result = await runStressTest(options({ cancelRatio: 0.4 }), { client: createApiClient(server.url) });
+      assert.equal(result.accepted, 50);
+      assert.deepEqual(result.cancellations, { requested: 20, early: 10, afterSettling: 10, notCancellable: 0, failed: 0 });
+      assert.ok(result.drain.drained);
+      assert.equal(result.drain.cancelled, 20);
+      assert.equal(result.drain.confirmed, 30);
+      assert.ok(result.invariant.holds, result.invariant.problems.join('; '));
+      assert.ok(result.ok);
+      // The database: every cancellation applied once, after its order's creation, and the
+      // stock taken is exactly the CONFIRMED orders' (each cancelled one reserved, then gave back).
+      const { rows } = await db.pool.query(
+        `SELECT (SELECT count(*)::int FROM orders WHERE user_id = 'stress-test' AND status = 'CANCELLED') AS cancelled,
+                (SELECT count(*)::int FROM inbox_positions WHERE last_seq = 2) AS cancels_applied,
+                (SELECT count(*)::int FROM stock_answers WHERE released_at IS NOT NULL) AS released,
+                (SELECT count(*)::int FROM outbox) AS outbox,
+                (SELECT count(*)::int FROM dead_letters) AS dead,
+                (SELECT sum(100000 - stock)::int FROM products) AS taken`,
+      );
+      assert.deepEqual(rows[0], { cancelled: 20, cancels_applied: 20, released: 20, outbox: 0, dead: 0, taken: 30 });
+    } finally {
+      await server.close();
+    }
+  });
+
   it('measures "settled … after the last accept" on the database clock, not in steps of its poll', async () => {
     const server = await serve(5);
     try {

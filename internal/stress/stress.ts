@@ -18,6 +18,12 @@ export interface StressOptions {
   waitTimeoutMs: number;
   /** Stamped on every order so this run's orders can be told apart. */
   userId: string;
+  /**
+   * Share of the accepted orders to cancel (0..1, default 0), spread evenly over the run. Every
+   * other one is cancelled right after its 201 (usually while PENDING, racing its OrderCreated);
+   * the rest once it has settled (after confirmation). The invariant then covers both.
+   */
+  cancelRatio?: number;
 }
 
 /** What the stress test reads from the inventory service's database (TRANSPORT=nats). */
@@ -32,6 +38,8 @@ export interface InventorySnapshot {
   duplicatesSkipped: number;
   /** Replies (StockReserved / StockRejected) still in its outbox. */
   replyOutbox: number;
+  /** Orders whose OrderCancelled it has applied, ever (monotonic): a run waits for its own. */
+  cancellationsApplied: number;
 }
 
 export interface StressDeps {
@@ -89,6 +97,18 @@ export interface StressResult {
     unsettled: number;
     /** Events left in the order outbox, and over NATS in the inventory's reply outbox too. */
     outboxLeft: number;
+    /** Orders of this run CANCELLED when the wait ended (their stock given back, or never taken). */
+    cancelled: number;
+  };
+  /** --cancel-ratio: what the cancellations did. */
+  cancellations: {
+    requested: number;
+    /** Answered 200: sent right after the 201, and after the order had settled. */
+    early: number;
+    afterSettling: number;
+    /** 409: the order had been REJECTED, nothing to cancel. */
+    notCancellable: number;
+    failed: number;
   };
   /**
    * Deliveries that reached the consumer during this run, by who handed them over: the relay
@@ -121,6 +141,10 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   const limit = pLimit(options.concurrency);
   const latencies: number[] = [];
   const accepted: ApiOrder[] = [];
+  const cancels = { requested: 0, early: 0, afterSettling: 0, notCancellable: 0, failed: 0 };
+  const cancelIds = new Set<string>();
+  const cancelled: Array<Promise<void>> = [];
+  const picks = cancelPicker(options.cancelRatio ?? 0);
   const failedByStatus: Record<string, number> = {};
   let done = 0;
   const started = now();
@@ -138,6 +162,12 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
         done += 1;
         if (result.order) {
           accepted.push(result.order);
+          const pick = picks();
+          if (pick) {
+            cancels.requested += 1;
+            cancelIds.add(result.order.id);
+            cancelled.push(cancelOrder(client, result.order.id, pick, cancels, options.waitTimeoutMs));
+          }
         } else {
           const key = result.status === 0 ? 'no response' : String(result.status);
           failedByStatus[key] = (failedByStatus[key] ?? 0) + 1;
@@ -146,6 +176,7 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
       }),
     ),
   );
+  await Promise.all(cancelled);
   const durationMs = now() - started;
   const failed = done - accepted.length;
 
@@ -163,7 +194,8 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
     durationMs,
     requestsPerSecond: durationMs > 0 ? (done / durationMs) * 1000 : 0,
     latencyMs: latencySummary(latencies),
-    drain: { waited: false, drained: false, msAfterLastAccept: null, confirmed: 0, rejected: 0, unsettled: accepted.length, outboxLeft: 0 },
+    drain: { waited: false, drained: false, msAfterLastAccept: null, confirmed: 0, rejected: 0, unsettled: accepted.length, outboxLeft: 0, cancelled: 0 },
+    cancellations: cancels,
     deliveriesByWorker: {},
     publishedByWorker: {},
     duplicatesSkipped: 0,
@@ -171,7 +203,7 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
     invariant: { checked: false, holds: false, problems: [] },
     ok: false,
   };
-  const allAccepted = accepted.length === options.orders;
+  const allAccepted = accepted.length === options.orders && cancels.failed === 0;
 
   if (!options.wait || deps.signal?.aborted) {
     result.ok = allAccepted;
@@ -179,25 +211,34 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   }
 
   phase(`waiting for the outbox to drain and ${accepted.length} orders to settle`);
-  const settled = await waitForSettled(view, client, accepted, options.waitTimeoutMs, deps.signal);
+  const cancelsToApply = cancels.early + cancels.afterSettling;
+  const settled = await waitForSettled(view, client, accepted, options.waitTimeoutMs, deps.signal, {
+    before: before.cancellationsApplied,
+    expected: cancelsToApply,
+  });
   const after = await view.snapshot();
   const outboxLeft = after.outboxLeft;
   const confirmed = settled.filter((o) => o.status === 'CONFIRMED');
+  const cancelledOrders = settled.filter((o) => o.status === 'CANCELLED');
   const unsettled = accepted.length - settled.length;
+  // Over NATS a CANCELLED order's OrderCancelled may still be on its way to the inventory.
+  const cancelsMissing = Math.max(0, cancelsToApply - (after.cancellationsApplied - before.cancellationsApplied));
 
   result.drain = {
     waited: true,
-    drained: unsettled === 0 && outboxLeft === 0,
+    drained: unsettled === 0 && outboxLeft === 0 && cancelsMissing === 0,
     msAfterLastAccept: unsettled === 0 && accepted.length > 0 ? settledAfterLastAccept(accepted, settled) : null,
     confirmed: confirmed.length,
-    rejected: settled.length - confirmed.length,
+    rejected: settled.filter((o) => o.status === 'REJECTED').length,
     unsettled,
     outboxLeft,
+    cancelled: cancelledOrders.length,
   };
   result.deliveriesByWorker = difference(after.deliveredBy, before.deliveredBy);
   result.publishedByWorker = difference(after.publishedBy, before.publishedBy);
   result.duplicatesSkipped = after.duplicatesSkipped - before.duplicatesSkipped;
   // Stock from the side that owns it; the confirmed quantities from the orders (the order database).
+  // A cancelled order nets zero: its reservation (if any) was given back, in order, after it.
   result.stock = Object.entries(before.stock).map(([productId, was]) => {
     const now = after.stock[productId] ?? was;
     const confirmedQuantity = confirmed.filter((o) => o.productId === productId).reduce((sum, o) => sum + o.quantity, 0);
@@ -213,7 +254,10 @@ export async function runStressTest(options: StressOptions, deps: StressDeps): P
   if (!deps.inventory && confirmed.length > 0 && result.stock.every((c) => c.before === c.after)) {
     problems.push('no stock moved in the order database: is the server running with TRANSPORT=nats? Then run the stress test with --transport nats');
   }
-  if (unsettled > 0) problems.push(`${unsettled} accepted order(s) not CONFIRMED or REJECTED after ${options.waitTimeoutMs} ms`);
+  if (unsettled > 0) problems.push(`${unsettled} accepted order(s) still PENDING after ${options.waitTimeoutMs} ms`);
+  if (cancelsMissing > 0) problems.push(`${cancelsMissing} cancellation(s) not yet applied by the inventory after ${options.waitTimeoutMs} ms`);
+  const notCancelled = settled.filter((o) => cancelIds.has(o.id) && o.status !== 'CANCELLED' && o.status !== 'REJECTED');
+  if (notCancelled.length > 0) problems.push(`${notCancelled.length} order(s) answered 200 to a cancel but are ${notCancelled[0]!.status}`);
   if (outboxLeft > 0) problems.push(`${outboxLeft} event(s) still in the outbox${deps.inventory ? 'es (order events and inventory replies)' : ''}`);
   result.invariant = { checked: true, holds: problems.length === 0, problems };
   result.ok = allAccepted && result.invariant.holds;
@@ -227,12 +271,15 @@ interface Snapshot {
   publishedBy: Record<string, number>;
   duplicatesSkipped: number;
   outboxLeft: number;
+  /** Over NATS: cancellations the inventory applied, ever; in-process the empty outbox says it. */
+  cancellationsApplied: number;
 }
 
 interface PipelineView {
   snapshot(): Promise<Snapshot>;
   /** Events not yet handed over, in every outbox of the pipeline. */
   outboxLeft(): Promise<number>;
+  cancellationsApplied(): Promise<number>;
 }
 
 function pipelineView(deps: StressDeps): PipelineView {
@@ -243,9 +290,11 @@ function pipelineView(deps: StressDeps): PipelineView {
       async snapshot() {
         const stats = await client.stats();
         const stock = Object.fromEntries((await client.products()).map((p) => [p.id, p.stock]));
-        return { stock, deliveredBy: stats.deliveriesByWorker, publishedBy: {}, duplicatesSkipped: stats.duplicatesSkipped, outboxLeft: outboxSize(stats) };
+        return { stock, deliveredBy: stats.deliveriesByWorker, publishedBy: {}, duplicatesSkipped: stats.duplicatesSkipped, outboxLeft: outboxSize(stats), cancellationsApplied: 0 };
       },
       outboxLeft: async () => outboxSize(await client.stats()),
+      // In-process an event leaves the outbox only after its consumer committed.
+      cancellationsApplied: async () => Number.POSITIVE_INFINITY,
     };
   }
   // Over NATS: the order API for its outbox and its relay's publishes; the inventory's own
@@ -259,8 +308,10 @@ function pipelineView(deps: StressDeps): PipelineView {
         publishedBy: published,
         duplicatesSkipped: side.duplicatesSkipped,
         outboxLeft: outboxSize(stats) + side.replyOutbox,
+        cancellationsApplied: side.cancellationsApplied,
       };
     },
+    cancellationsApplied: async () => (await inventory.read()).cancellationsApplied,
     async outboxLeft() {
       const [stats, side] = await Promise.all([client.stats(), inventory.read()]);
       return outboxSize(stats) + side.replyOutbox;
@@ -283,7 +334,8 @@ async function waitForQuietOutbox(view: PipelineView, timeoutMs: number, phase: 
 
 /** Polls until the outbox is empty and every accepted order is settled; returns the settled ones. */
 async function waitForSettled(
-  view: PipelineView, client: ApiClient, accepted: ApiOrder[], timeoutMs: number, signal?: AbortSignal,
+  view: PipelineView, client: ApiClient, accepted: ApiOrder[], timeoutMs: number, signal: AbortSignal | undefined,
+  cancels: { before: number; expected: number },
 ): Promise<ApiOrder[]> {
   const deadline = Date.now() + timeoutMs;
   const pending = new Set(accepted.map((o) => o.id));
@@ -297,11 +349,42 @@ async function waitForSettled(
           settled.push(order);
         }
       }
-      if (pending.size === 0 || Date.now() > deadline) return settled;
+      const cancelsDone = cancels.expected === 0 || (await view.cancellationsApplied()) - cancels.before >= cancels.expected;
+      if ((pending.size === 0 && cancelsDone) || Date.now() > deadline) return settled;
     }
     if (signal?.aborted) return settled;
     await sleep(POLL_MS);
   }
+}
+
+/**
+ * Which accepted orders to cancel: `ratio` of them, spread evenly (deterministic, so a run can
+ * be repeated); alternately right away and after settling.
+ */
+function cancelPicker(ratio: number): () => 'early' | 'afterSettling' | undefined {
+  let seen = 0;
+  let picked = 0;
+  return () => {
+    seen += 1;
+    if (Math.floor(seen * ratio) <= picked) return undefined;
+    picked += 1;
+    return picked % 2 === 1 ? 'early' : 'afterSettling';
+  };
+}
+
+/** Cancels one order, at once or once it is no longer PENDING (polled); counts what the API said. */
+async function cancelOrder(
+  client: ApiClient, id: string, when: 'early' | 'afterSettling',
+  counts: StressResult['cancellations'], timeoutMs: number,
+): Promise<void> {
+  if (when === 'afterSettling') {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && (await client.orders([id]))[0]?.status === 'PENDING') await sleep(POLL_MS);
+  }
+  const result = await client.cancelOrder(id);
+  if (result.status === 200) counts[when] += 1;
+  else if (result.status === 409) counts.notCancellable += 1;
+  else counts.failed += 1;
 }
 
 /** The last settling minus the last accept, both as the database stamped them on the orders. */
