@@ -84,7 +84,7 @@ export function deadLetterSink(pool: Pool, stream: string): DeadLetterSink {
   return (message, error) =>
     recordReceivedDeadLetter(
       pool,
-      { stream, messageId: message.messageId, eventType: message.eventType, aggregateId: message.aggregateId, payload: message.payload, headers: message.headers, deliveries: message.deliveryCount },
+      { stream, messageId: message.messageId, eventType: message.eventType, aggregateId: message.aggregateId, payload: message.payload, headers: message.headers, sequence: message.sequence, deliveries: message.deliveryCount },
       error,
     );
 }

@@ -55,6 +55,8 @@ export interface ReceivedDeadLetter {
   payload: unknown;
   /** Its trace context, kept so the dead letter still belongs to its trace. */
   headers?: Record<string, string>;
+  /** Its position within its aggregate (absent: 1), so a re-drive sends it back with it. */
+  sequence?: number;
   deliveries: number;
 }
 
@@ -69,8 +71,8 @@ const NO_AGGREGATE = '00000000-0000-0000-0000-000000000000';
 export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedDeadLetter, error: string): Promise<void> {
   const idOk = UUID.test(message.messageId);
   await db.query(
-    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at, received_from, headers)
-     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now(), $7, $8)
+    `INSERT INTO dead_letters (message_id, event_type, aggregate_id, payload, attempts, last_error, created_at, received_from, headers, aggregate_seq)
+     VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5, left($6, 2000), now(), $7, $8, $9)
      ON CONFLICT (message_id) DO NOTHING`,
     [
       idOk ? message.messageId : null,
@@ -81,6 +83,7 @@ export async function recordReceivedDeadLetter(db: Queryable, message: ReceivedD
       idOk ? error : `${error} (message id ${JSON.stringify(message.messageId)})`,
       message.stream,
       JSON.stringify(message.headers ?? {}),
+      Number.isInteger(message.sequence) && message.sequence! >= 1 ? message.sequence : 1,
     ],
   );
 }
@@ -234,18 +237,20 @@ export interface ReceivedDeadLetterCopy {
   aggregateId: string;
   payload: unknown;
   headers: Record<string, string>;
+  sequence: number;
 }
 
 /** The dead letters received from `stream` (all, or those in `messageIds`), oldest first. */
 export async function listReceivedDeadLetters(db: Queryable, stream: string, messageIds?: readonly string[]): Promise<ReceivedDeadLetterCopy[]> {
-  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; payload: unknown; headers: Record<string, string> | null }>(
-    `SELECT message_id, event_type, aggregate_id, payload, headers FROM dead_letters
+  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; payload: unknown; headers: Record<string, string> | null; aggregate_seq: number }>(
+    `SELECT message_id, event_type, aggregate_id, payload, headers, aggregate_seq FROM dead_letters
       WHERE received_from = $1 AND ($2::uuid[] IS NULL OR message_id = ANY($2::uuid[]))
       ORDER BY dead_at, id`,
     [stream, messageIds ?? null],
   );
   return rows.map((row) => ({
     messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, payload: row.payload, headers: row.headers ?? {},
+    sequence: row.aggregate_seq,
   }));
 }
 
