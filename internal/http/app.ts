@@ -126,7 +126,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
       const result = await traceCreate(tracer, requestContext(req, res), 'OrderCancelled', (trace) => {
         traceId = trace.traceId;
         return cancelOrder(deps.pool, req.params.id, { idempotencyKey, idempotencyKeyTtlMs: deps.idempotencyKeyTtlMs, wakeup: deps.wakeup, trace });
-      });
+      }, (r) => (r.outcome === 'replayed' ? 'an earlier request with the same Idempotency-Key cancelled this order' : 'the order was already CANCELLED'));
       const { order } = result;
       const short = `order ${order.id.slice(0, 8)}…`;
       if (result.outcome === 'cancelled') {

@@ -6,7 +6,8 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { RelayObserver } from '../relay/relay.ts';
 
-const CONSUMER_OUTCOMES = new Set(['applied', 'rejected', 'duplicate']);
+// released / cancelled: an OrderCancelled applied (stock given back, or nothing to give back).
+const CONSUMER_OUTCOMES = new Set(['applied', 'rejected', 'released', 'cancelled', 'duplicate']);
 const BROKER_OUTCOMES = ['published', 'duplicate'] as const;
 
 export function createRelayMetrics(registers: Registry[], target: 'in-process' | 'broker'): RelayObserver {
@@ -22,6 +23,12 @@ export function createRelayMetrics(registers: Registry[], target: 'in-process' |
   const failures = new Counter({
     name: 'outbox_delivery_failures_total',
     help: 'Deliveries that threw in this process (the event stays in the outbox for a retry), by worker.',
+    labelNames: ['worker'],
+    registers,
+  });
+  const deferred = new Counter({
+    name: 'outbox_deliveries_deferred_total',
+    help: 'Deliveries the consumer deferred because an earlier event of the same aggregate was not applied yet (given back uncounted), by worker.',
     labelNames: ['worker'],
     registers,
   });
@@ -48,6 +55,7 @@ export function createRelayMetrics(registers: Registry[], target: 'in-process' |
       onOutcome(outcome);
     },
     onFailed: (worker) => failures.inc({ worker }),
+    onDeferred: (worker) => deferred.inc({ worker }),
     onDeadLettered: (worker) => deadLettered.inc({ worker }),
   };
 }

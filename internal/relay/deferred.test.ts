@@ -34,8 +34,10 @@ describe('a deferred delivery', () => {
       if (calls <= 12) throw new AppError('INTERNAL', 'database hiccup');
       return 'released';
     };
+    const seen = { failed: 0, deferred: 0 };
+    const observer = { onClaimed() {}, onDelivered() {}, onFailed: () => void (seen.failed += 1), onDeferred: () => void (seen.deferred += 1) };
     const relay = new Relay(
-      { store: createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000, retryBaseMs: 1, retryMaxMs: 1 }), deliver, logger },
+      { store: createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000, retryBaseMs: 1, retryMaxMs: 1 }), deliver, logger, observer },
       { workers: 1, pollIntervalMs: 20, maxAttempts: 5, deferRetryMs: 1 },
     );
     for (let i = 0; i < 100 && calls < 13; i++) {
@@ -49,6 +51,8 @@ describe('a deferred delivery', () => {
     assert.equal(lines.length, 8);
     assert.equal(lines[0]!.level, 'info');
     assert.match(lines[0]!.message, new RegExp(`^deferred: waiting for event 1 of order ${aggregateId} .*attempt not counted`));
+    // The metrics tell them apart: a deferral is not a failed delivery.
+    assert.deepEqual(seen, { failed: 4, deferred: 8 });
     // The failures after the deferrals were counted from 1: the fourth was attempt 4 of 5.
     assert.ok(logger.records.some((r) => /\(attempt 4\/5\): database hiccup/.test(r.message)));
   });

@@ -76,8 +76,10 @@ export interface RelayObserver {
   onClaimed(workerName: string, batchSize: number): void;
   /** One delivery the consumer committed, how long the call took, and its outcome word. */
   onDelivered(workerName: string, ms: number, outcome?: string): void;
-  /** One delivery that threw. */
+  /** One delivery that threw (not a deferral). */
   onFailed(workerName: string): void;
+  /** One delivery the consumer deferred: an earlier event of its aggregate comes first. Not a failure. */
+  onDeferred?(workerName: string): void;
   /** One event this worker moved to dead_letters. */
   onDeadLettered?(workerName: string): void;
 }
@@ -272,7 +274,7 @@ export class Relay {
         traces.push(event.headers);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
       } catch (error) {
-        this.deps.observer?.onFailed(name);
+        this.reportFailure(name, error);
         await this.handleFailure(name, log, token, event, error);
       }
     }
@@ -306,7 +308,7 @@ export class Relay {
       this.deps.observer?.onDelivered(name, performance.now() - started, outcome);
       onDelivered(outcome);
     } catch (error) {
-      this.deps.observer?.onFailed(name);
+      this.reportFailure(name, error);
       await this.handleFailure(name, log, token, event, error);
     }
   }
@@ -348,6 +350,11 @@ export class Relay {
     const line = `${why}: handed back ${ids.length} unstarted event${ids.length === 1 ? '' : 's'}`;
     if (this.stopping) log.info(line);
     else log.warn(line);
+  }
+
+  private reportFailure(name: string, error: unknown): void {
+    if (isAppError(error, 'DEFERRED')) this.deps.observer?.onDeferred?.(name);
+    else this.deps.observer?.onFailed(name);
   }
 
   private async handleFailure(name: string, log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {

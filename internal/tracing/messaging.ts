@@ -138,6 +138,8 @@ export interface StoredTrace {
  */
 export async function traceCreate<T extends { messageId?: string }>(
   tracer: Tracer, parent: Context, eventType: string, write: (trace: StoredTrace) => Promise<T>,
+  /** Why a result without a message id wrote no event (the span says it). */
+  whyNothing: (result: T) => string = () => 'an earlier request with the same Idempotency-Key placed this order',
 ): Promise<T> {
   const span = tracer.startSpan(`create ${eventType}`, {
     kind: SpanKind.PRODUCER,
@@ -148,7 +150,7 @@ export async function traceCreate<T extends { messageId?: string }>(
   return withinSpan(span, async () => {
     const result = await write({ ...stored, traceId: stored.headers.traceparent ? stored.traceId : undefined });
     if (result.messageId) span.setAttribute(MESSAGING_MESSAGE_ID, result.messageId);
-    else span.addEvent('nothing enqueued', { reason: 'an earlier request with the same Idempotency-Key placed this order' });
+    else span.addEvent('nothing enqueued', { reason: whyNothing(result) });
     return result;
   });
 }
