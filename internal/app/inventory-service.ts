@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/config.ts';
 import { openInventoryDatabaseServer } from '../db/database.ts';
 import { closePool, createPool } from '../db/pool.ts';
-import { createCrashHook, createFailureInjector } from '../faults/faults.ts';
+import { createCrashHook, createFailureInjector, type FailureInjector } from '../faults/faults.ts';
 import { newSeed, seededRandom } from '../faults/random.ts';
 import { serverNames } from '../http/guard.ts';
 import { createInventoryHttpApp } from '../http/inventory-app.ts';
@@ -30,6 +30,8 @@ import { connectDatabase, listen, urlHost } from './wiring.ts';
 export interface RunningInventoryService {
   url: string;
   port: number;
+  /** FAIL_RATE of its handler, adjustable while it runs (the lessons, the tests). */
+  faults: FailureInjector;
   /** Graceful stop: stop taking messages, finish those in flight, publish nothing more, close. */
   close(): Promise<void>;
 }
@@ -127,7 +129,7 @@ export async function startInventoryService(config: Config, logger: Logger, opti
         `${db.server.kind} PostgreSQL database of its own; ${broker.describe()}; tracing ${tracing.describe}; stats on ${url}/stats, metrics on ${url}/metrics`,
     );
     let closing: Promise<void> | undefined;
-    return { url, port, close: () => (closing ??= closeAll()) };
+    return { url, port, faults, close: () => (closing ??= closeAll()) };
   } catch (error) {
     await closeAll();
     throw error;
