@@ -92,7 +92,7 @@ export const settleOrderInPlace: OutcomeWriter = async (tx, outcome) => {
       : await settleOrder(tx, orderId, 'REJECTED', outcome.reason);
   if (settled) return undefined;
   const status: string | undefined = await getOrder(tx, orderId).then((order) => order.status, () => undefined);
-  if (status === 'CANCELLED') return 'order already CANCELLED: it stays CANCELLED';
+  if (status === 'CANCELLED') return 'order already CANCELLED: it stays so; its OrderCancelled gives the stock back next';
   throw orderNotPending(orderId);
 };
 
@@ -117,7 +117,9 @@ export function createInventoryConsumer(deps: ConsumerDeps): InventoryConsumer {
       if (result.kind === 'duplicate') {
         log.info(`SKIPPING duplicate message ${delivery.messageId} (order ${short}…, delivered by ${deliveredBy})${tag}`);
       } else if (result.kind === 'applied') {
-        log.info(`order ${short}… stock ${event.order.productId} ${result.before} → ${result.after} (${settledAs.applied})${note}${tag}`);
+        // Cancelled while PENDING: reserved all the same (in order), and not "CONFIRMED".
+        const as = result.note ? 'reserved' : settledAs.applied;
+        log.info(`order ${short}… stock ${event.order.productId} ${result.before} → ${result.after} (${as})${note}${tag}`);
       } else if (result.kind === 'rejected') {
         log.info(`order ${short}… ${settledAs.rejected}: ${result.reason}${note}${tag}`);
       } else if (result.kind === 'released') {
