@@ -89,9 +89,12 @@ export async function enqueueEvent(tx: Queryable, event: NewEvent, options: { no
   );
 }
 
-/** "Look at the outbox now", outside any transaction: the after-commit wake-up (wakeup.ts). */
-export async function announceOutbox(db: Queryable, channel = OUTBOX_CHANNEL): Promise<void> {
-  await db.query(`SELECT pg_notify($1, '')`, [channel]);
+/**
+ * "Look at the outbox now", outside any transaction: the after-commit wake-up (wakeup.ts).
+ * `payload` names the workers that were already woken in memory (their listener ignores it).
+ */
+export async function announceOutbox(db: Queryable, channel = OUTBOX_CHANNEL, payload = ''): Promise<void> {
+  await db.query(`SELECT pg_notify($1, $2)`, [channel, payload]);
 }
 
 /** Many events in one statement (bulk loads: the benchmark, the scale-out test); one notification. */
@@ -250,7 +253,10 @@ export async function claimEvents(
   options: { workerName: string; batchSize: number; leaseMs: number },
 ): Promise<Claim> {
   const token = randomUUID();
-  const { rows } = await db.query<OutboxRow>(CLAIM_SQL, [options.batchSize, options.workerName, token, options.leaseMs]);
+  // Named, so each connection parses and plans it once, not on every claim: the claim and the
+  // delete run once or more per event, and at a steady trickle of orders PostgreSQL spent about
+  // a third of their CPU time planning them again (measured in docs/performance.md).
+  const { rows } = await db.query<OutboxRow>({ name: 'outbox-claim', text: CLAIM_SQL, values: [options.batchSize, options.workerName, token, options.leaseMs] });
   rows.sort((a, b) => Number(a.id) - Number(b.id));
   return { token, events: rows.map(toEvent) };
 }
@@ -262,10 +268,11 @@ export async function claimEvents(
  */
 export async function completeEvents(db: Queryable, ids: readonly string[], token: string): Promise<number> {
   if (ids.length === 0) return 0;
-  const { rowCount } = await db.query(`DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lock_token = $2`, [
-    ids,
-    token,
-  ]);
+  const { rowCount } = await db.query({
+    name: 'outbox-complete', // prepared once per connection, like the claim
+    text: `DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lock_token = $2`,
+    values: [ids, token],
+  });
   return rowCount ?? 0;
 }
 
@@ -434,6 +441,8 @@ function toEvent(row: OutboxRow): OutboxEvent {
 export interface OutboxStore {
   /** How long a claim's lease lasts: the worker must be done with its events before then. */
   readonly leaseMs: number;
+  /** The most events one claim takes: a claim that took this many may have left more behind. */
+  readonly batchSize: number;
   claim(workerName: string): Promise<Claim>;
   complete(ids: readonly string[], token: string): Promise<number>;
   retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
@@ -453,6 +462,7 @@ export function createOutboxStore(db: Queryable, options: OutboxStoreOptions): O
   const backoff = { baseDelayMs: options.retryBaseMs, maxDelayMs: options.retryMaxMs };
   return {
     leaseMs: options.leaseMs,
+    batchSize: options.batchSize,
     claim: (workerName) => claimEvents(db, { workerName, batchSize: options.batchSize, leaseMs: options.leaseMs }),
     complete: (ids, token) => completeEvents(db, ids, token),
     retryLater: (event, token, error) => retryLater(db, event, token, error, backoff),

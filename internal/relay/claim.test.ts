@@ -74,6 +74,7 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
     // The trap: the row locks die with the autocommit statement, before delivery starts.
     const naive: OutboxStore = {
       leaseMs: 30_000,
+      batchSize: 10,
       async claim() {
         const { rows } = await db.pool.query<{ id: string; message_id: string }>(
           `SELECT id, message_id FROM outbox ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED`,
