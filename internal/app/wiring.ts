@@ -157,7 +157,7 @@ async function startServerTraced(config: Config, consoleLogger: Logger, tracing:
   const janitor = startJanitor(config, logger, { url: db.server.url, observer: metrics.janitorObserver });
   // After each order's commit its own workers are nudged straight away; other processes' hear
   // a coalesced NOTIFY (WAKEUP=notify), or the one issued inside the transaction (notify-in-transaction).
-  const wakeup = createWakeup({ mode: config.wakeup, url: db.server.url, logger, nudgeLocal: () => relay.nudge() });
+  const wakeup = createWakeup({ mode: config.wakeup, url: db.server.url, logger, nudgeLocal: () => relay.nudge(), origin: workers.wakeupOrigin });
   let url = '';
   let selfUrl = '';
   const live = createLiveUpdates({ reader, feed, workers: relay.workerNames, logger, failRate: () => faults.failRate() });

@@ -1,9 +1,10 @@
 // The relay side of a process, wired once for everyone who runs workers: the server, a
 // stand-alone relay (`npm run relay`) and the benchmark. Pools → consumer (per-message or
 // batched) → relay workers → the listener that wakes them.
+import { randomUUID } from 'node:crypto';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/config.ts';
-import { closePool, createPool } from '../db/pool.ts';
+import { closePool, createPool, warmPool } from '../db/pool.ts';
 import { createBatchConsumer } from '../inventory/batch-consumer.ts';
 import { createInventoryConsumer, type InventoryConsumer } from '../inventory/consumer.ts';
 import type { CrashHook, FailureInjector } from '../faults/faults.ts';
@@ -47,6 +48,11 @@ export interface Workers {
   consumer: InventoryConsumer | undefined;
   /** Undefined when WAKEUP=poll: nothing to listen for. */
   listener: OutboxListener | undefined;
+  /**
+   * These workers' wake-up id: pass it as `origin` to the createWakeup whose `nudgeLocal` nudges
+   * `relay`, and their listener ignores the notifications that wake-up sends (they were nudged).
+   */
+  wakeupOrigin: string;
   /** "5 workers, poll every 500 ms, wake-up notify, per-message consumer": for start-up banners. */
   describe(): string;
   /** Stops listening, stops the workers gracefully, closes their pools. */
@@ -63,7 +69,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
   // That takes two of every batch's three flushes off the commit path. The consumer's
   // transaction, which is the effect, stays fully durable.
   const relayPool = createPool(
-    { ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1, asyncCommit: true },
+    { ...poolOptions, applicationName: 'outbox-demo:relay', max: config.workers + 1, min: config.workers, asyncCommit: true },
     logger,
   );
   const crash = options.crash ?? (() => {});
@@ -72,7 +78,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
   // transport. With a broker, the consumer is another service and this is only a relay.
   const inProcess = options.publisher ? undefined : createInProcessTransport();
   const inventoryPool = inProcess
-    ? createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1 }, logger)
+    ? createPool({ ...poolOptions, applicationName: 'outbox-demo:inventory', max: config.workers + 1, min: config.workers }, logger)
     : undefined;
   const consumer = inventoryPool ? createInventoryConsumer({ pool: inventoryPool, logger, crash }) : undefined;
   const tracer = options.tracer ?? noTracing().tracer;
@@ -132,8 +138,14 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
       deferRetryMs: config.retryBaseMs,
     },
   );
+  const wakeupOrigin = randomUUID();
   const listener =
-    config.wakeup !== 'poll' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge() }) : undefined;
+    config.wakeup !== 'poll' ? new OutboxListener({ url: options.url, logger, onNotify: () => relay.nudge(), ignorePayload: wakeupOrigin }) : undefined;
+  // Every worker's connections open before the first event: otherwise the first events after a
+  // start wait behind a connection set-up each (tens of ms, hundreds on a busy machine: the
+  // tail of the first second). The pools keep them open while idle (min), so the first events
+  // after a quiet spell do not pay it either.
+  await Promise.all([warmPool(relayPool, config.workers), inventoryPool ? warmPool(inventoryPool, config.workers) : undefined]);
   relay.start();
   await listener?.start();
 
@@ -142,6 +154,7 @@ export async function startWorkers(config: Config, logger: Logger, options: Work
     relay,
     consumer,
     listener,
+    wakeupOrigin,
     describe: () =>
       `${config.workers} workers, poll every ${config.pollIntervalMs} ms, ` +
       `wake-up ${config.wakeup}, ` +

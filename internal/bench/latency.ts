@@ -47,7 +47,7 @@ export async function measureLatency(
         },
       },
     );
-    const wakeup = createWakeup({ mode: options.wakeup, url: db.url, logger: createSilentLogger(), nudgeLocal: () => workers.relay.nudge() });
+    const wakeup = createWakeup({ mode: options.wakeup, url: db.url, logger: createSilentLogger(), nudgeLocal: () => workers.relay.nudge(), origin: workers.wakeupOrigin });
     try {
       // Let every worker make its first (empty) claim and fall asleep, as in a quiet system.
       await sleep(200);

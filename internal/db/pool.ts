@@ -24,6 +24,11 @@ export interface PoolOptions {
    * this long (a stalled process holding row locks). 0 or unset: no limit.
    */
   statementTimeoutMs?: number;
+  /**
+   * Connections kept open while idle (default 0: every idle one closes after 30 s). A role that
+   * must answer at once after a quiet spell keeps its usual number open: see warmPool().
+   */
+  min?: number;
 }
 
 /** How much longer than the statement timeout the client waits for an answer itself. */
@@ -34,6 +39,7 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     connectionString: options.url,
     application_name: options.applicationName,
     max: options.max,
+    min: options.min ?? 0,
     // A connection wait must end with a clear error rather than hang forever.
     connectionTimeoutMillis: options.connectionTimeoutMs,
     idleTimeoutMillis: 30_000,
@@ -61,6 +67,26 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     client.on('error', (error) => logger.debug(`connection lost (${options.applicationName}): ${error.message}`));
   });
   return pool;
+}
+
+/**
+ * Opens up to `count` connections now, all at once, and returns them to the pool idle: what the
+ * first requests after a start would otherwise pay, one by one and in their own time (a new
+ * session is a TCP connection, a password exchange and a backend process that has yet to load
+ * the catalog). Never throws: a database that is away now is the callers' usual retry path.
+ * Resolves with how many connections were opened.
+ */
+export async function warmPool(pool: Pool, count: number): Promise<number> {
+  const clients = await Promise.all(
+    Array.from({ length: count }, () => pool.connect().catch(() => undefined)),
+  );
+  let opened = 0;
+  for (const client of clients) {
+    if (!client) continue;
+    opened += 1;
+    client.release();
+  }
+  return opened;
 }
 
 /**

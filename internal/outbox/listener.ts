@@ -14,6 +14,11 @@ export interface OutboxListenerOptions {
   url: string;
   /** Called on every notification, and once after every (re)connect. Must be cheap. */
   onNotify: () => void;
+  /**
+   * A notification whose payload is this is not passed on: it came from this process's own
+   * after-commit wake-up, which woke these workers in memory already (wakeup.ts, `origin`).
+   */
+  ignorePayload?: string;
   logger: Logger;
   applicationName?: string;
   /** Reconnect backoff: first delay and cap, before jitter. */
@@ -69,7 +74,10 @@ export class OutboxListener {
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
     });
-    client.on('notification', () => this.options.onNotify());
+    client.on('notification', (message) => {
+      if (this.options.ignorePayload !== undefined && message.payload === this.options.ignorePayload) return;
+      this.options.onNotify();
+    });
     // 'error' and 'end' both may fire for one loss; lost() acts on the current client only.
     client.on('error', (error) => this.lost(client, error.message));
     client.on('end', () => this.lost(client, 'connection closed'));

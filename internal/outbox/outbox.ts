@@ -98,9 +98,12 @@ export async function enqueueEvent(tx: Queryable, event: NewEvent, options: { no
   );
 }
 
-/** "Look at the outbox now", outside any transaction: the after-commit wake-up (wakeup.ts). */
-export async function announceOutbox(db: Queryable, channel = OUTBOX_CHANNEL): Promise<void> {
-  await db.query(`SELECT pg_notify($1, '')`, [channel]);
+/**
+ * "Look at the outbox now", outside any transaction: the after-commit wake-up (wakeup.ts).
+ * `payload` names the workers that were already woken in memory (their listener ignores it).
+ */
+export async function announceOutbox(db: Queryable, channel = OUTBOX_CHANNEL, payload = ''): Promise<void> {
+  await db.query(`SELECT pg_notify($1, $2)`, [channel, payload]);
 }
 
 /** Many events in one statement (bulk loads: the benchmark, the scale-out test); one notification. */
@@ -287,23 +290,41 @@ export async function claimEvents(
   sql: string = CLAIM_SQL,
 ): Promise<Claim> {
   const token = randomUUID();
-  const { rows } = await db.query<OutboxRow>(sql, [options.batchSize, options.workerName, token, options.leaseMs]);
+  // Named, so each connection parses and plans it once, not on every claim: the claim and the
+  // delete run once or more per event, and at a steady trickle of orders PostgreSQL spent about
+  // a third of their CPU time planning them again (measured in docs/performance.md). A name
+  // stands for one text per connection: only the product's claim gets it (the test control
+  // passes another text).
+  const values = [options.batchSize, options.workerName, token, options.leaseMs];
+  const { rows } = await db.query<OutboxRow>(sql === CLAIM_SQL ? { name: 'outbox-claim', text: sql, values } : { text: sql, values });
   rows.sort((a, b) => Number(a.id) - Number(b.id));
   return { token, events: rows.map(toEvent) };
+}
+
+/** What a completion did: rows deleted, and whether one of them was holding back a later event of its aggregate. */
+export interface Completed {
+  deleted: number;
+  /** A later event of a deleted row's aggregate waits in the outbox: claimable now, so claim again. */
+  unblocked: boolean;
 }
 
 /**
  * Deletes delivered events, but only while `token` still holds their lease: if the lease
  * expired and another worker took over, that worker's claim decides what happens to the row.
- * Returns how many rows were deleted.
+ * It also says whether a deleted event was holding back a later one of its aggregate (one
+ * index probe per row): that event became claimable with this delete, and no commit announced
+ * it, so the relay claims again instead of leaving it to the next poll.
  */
-export async function completeEvents(db: Queryable, ids: readonly string[], token: string): Promise<number> {
-  if (ids.length === 0) return 0;
-  const { rowCount } = await db.query(`DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND lock_token = $2`, [
-    ids,
-    token,
-  ]);
-  return rowCount ?? 0;
+export async function completeEvents(db: Queryable, ids: readonly string[], token: string): Promise<Completed> {
+  if (ids.length === 0) return { deleted: 0, unblocked: false };
+  const { rows } = await db.query<{ later: boolean }>({
+    name: 'outbox-complete', // prepared once per connection, like the claim
+    text: `DELETE FROM outbox d WHERE id = ANY($1::bigint[]) AND lock_token = $2
+           RETURNING EXISTS (SELECT 1 FROM outbox later
+                              WHERE later.aggregate_id = d.aggregate_id AND later.aggregate_seq > d.aggregate_seq) AS later`,
+    values: [ids, token],
+  });
+  return { deleted: rows.length, unblocked: rows.some((row) => row.later) };
 }
 
 /**
@@ -492,8 +513,10 @@ function toEvent(row: OutboxRow): OutboxEvent {
 export interface OutboxStore {
   /** How long a claim's lease lasts: the worker must be done with its events before then. */
   readonly leaseMs: number;
+  /** The most events one claim takes: a claim that took this many may have left more behind. */
+  readonly batchSize: number;
   claim(workerName: string): Promise<Claim>;
-  complete(ids: readonly string[], token: string): Promise<number>;
+  complete(ids: readonly string[], token: string): Promise<Completed>;
   retryLater(event: OutboxEvent, token: string, error: string): Promise<number | undefined>;
   retryUncounted(event: OutboxEvent, token: string, error: string, delayMs: number): Promise<boolean>;
   deadLetter(event: OutboxEvent, token: string, error: string): Promise<boolean>;
@@ -511,6 +534,7 @@ export function createOutboxStore(db: Queryable, options: OutboxStoreOptions): O
   const backoff = { baseDelayMs: options.retryBaseMs, maxDelayMs: options.retryMaxMs };
   return {
     leaseMs: options.leaseMs,
+    batchSize: options.batchSize,
     claim: (workerName) => claimEvents(db, { workerName, batchSize: options.batchSize, leaseMs: options.leaseMs }),
     complete: (ids, token) => completeEvents(db, ids, token),
     retryLater: (event, token, error) => retryLater(db, event, token, error, backoff),

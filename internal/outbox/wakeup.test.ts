@@ -144,6 +144,31 @@ describe('the after-commit wake-up (WAKEUP=notify)', () => {
     }
   });
 
+  it("does not wake the process's own workers a second time with its own notification; another process's still wakes them", async () => {
+    const outboxChannel = await ear(OUTBOX_CHANNEL);
+    let heardByListener = 0;
+    const listener = new OutboxListener({ url: db.url, logger: createSilentLogger(), onNotify: () => (heardByListener += 1), ignorePayload: 'workers-here' });
+    await listener.start();
+    try {
+      const afterConnect = heardByListener; // the catch-up nudge every (re)connect makes
+      let nudges = 0;
+      wakeup = createWakeup({ mode: 'notify', url: db.url, logger: createSilentLogger(), nudgeLocal: () => (nudges += 1), origin: 'workers-here' });
+      wakeup.committed();
+      assert.equal(nudges, 1, 'its own workers were nudged in memory');
+      await until('its notification went out', () => outboxChannel.heard.includes('workers-here'));
+      // Another process's wake-up (no origin of ours), sent after it: it arrives after it too.
+      const other = createWakeup({ mode: 'notify', url: db.url, logger: createSilentLogger() });
+      other.committed();
+      await until("the other process's notification arrived", () => outboxChannel.heard.length >= 2);
+      await other.close();
+      await until('the listener heard the other one', () => heardByListener > afterConnect);
+      assert.equal(heardByListener - afterConnect, 1, 'its own notification was passed on too');
+    } finally {
+      await listener.close();
+      await outboxChannel.close();
+    }
+  });
+
   it('WAKEUP=notify-in-transaction announces inside the transaction; WAKEUP=poll announces nothing', async () => {
     const outboxChannel = await ear(OUTBOX_CHANNEL);
     try {

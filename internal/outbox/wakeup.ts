@@ -37,6 +37,13 @@ export interface WakeupOptions {
   logger: Logger;
   /** Wakes this process's own idle workers (none in a process without workers). */
   nudgeLocal?: () => void;
+  /**
+   * The wake-up id of the workers `nudgeLocal` wakes (Workers.wakeupOrigin). It is sent as the
+   * notification's payload, and their own listener ignores a notification that carries it:
+   * they were woken already, and hearing their own process's notification a moment later
+   * would only wake a second worker into an empty claim (one per order at a steady trickle).
+   */
+  origin?: string;
   /** The channel the after-commit notification goes to; tests point it elsewhere. */
   channel?: string;
   coalesceMs?: number;
@@ -106,7 +113,7 @@ class AfterCommitWakeup implements Wakeup {
       this.log,
     );
     try {
-      await announceOutbox(this.pool, this.options.channel ?? OUTBOX_CHANNEL);
+      await announceOutbox(this.pool, this.options.channel ?? OUTBOX_CHANNEL, this.options.origin ?? '');
       this.sentCount += 1;
     } catch (error) {
       this.log.debug(`could not send the wake-up (${(error as Error).message}); the workers' polling finds the events`);

@@ -74,6 +74,7 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
     // The trap: the row locks die with the autocommit statement, before delivery starts.
     const naive: OutboxStore = {
       leaseMs: 30_000,
+      batchSize: 10,
       async claim() {
         const { rows } = await db.pool.query<{ id: string; message_id: string }>(
           `SELECT id, message_id FROM outbox ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED`,
@@ -84,7 +85,7 @@ describe('claiming with FOR UPDATE SKIP LOCKED and a lease', () => {
         }));
         return { token: 'none', events };
       },
-      complete: async (ids) => (await db.pool.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids])).rowCount ?? 0,
+      complete: async (ids) => ({ deleted: (await db.pool.query('DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids])).rowCount ?? 0, unblocked: false }),
       retryLater: async () => 0,
       retryUncounted: async () => false,
       deadLetter: async () => false,
@@ -117,8 +118,8 @@ describe('the lease', () => {
     // not have been the event that stalled); it is now held alone, and the next one would be.
     assert.equal(second.events[0]!.attempts, 1);
 
-    assert.equal(await completeEvents(db.pool, [first.events[0]!.id], first.token), 0, 'stale lease deleted the row');
-    assert.equal(await completeEvents(db.pool, [second.events[0]!.id], second.token), 1);
+    assert.equal((await completeEvents(db.pool, [first.events[0]!.id], first.token)).deleted, 0, 'stale lease deleted the row');
+    assert.equal((await completeEvents(db.pool, [second.events[0]!.id], second.token)).deleted, 1);
   });
 });
 

@@ -112,6 +112,28 @@ describe('the claim keeps the events of one aggregate in order', () => {
   });
 });
 
+describe('the next event of an aggregate goes as soon as its predecessor is deleted', () => {
+  it('no poll needed: deleting seq 1 nudges the workers, which claim seq 2 (poll interval 1 hour)', async () => {
+    const order = randomUUID();
+    await enqueue(order, 1);
+    await enqueue(order, 2);
+    const consumer = recordingDeliver();
+    const relay = new Relay(
+      { store: createOutboxStore(db.pool, SETTINGS), deliver: consumer.deliver, logger: createSilentLogger() },
+      { workers: 1, pollIntervalMs: 3_600_000, maxAttempts: 5 },
+    );
+    relay.start();
+    try {
+      // The claim at start takes seq 1 only (seq 2 waits behind it); nothing else wakes the
+      // worker but the completion of seq 1.
+      for (let i = 0; i < 200 && consumer.sequencesOf(order).length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(consumer.sequencesOf(order), [1, 2]);
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
 describe('a dead-lettered event parks the later events of its aggregate', () => {
   /** `aggregateId`'s first event is poison until re-driven. */
   const poisonFirst = (aggregateId: string) =>

@@ -1,11 +1,15 @@
 // The relay: N worker loops that move events from the outbox to the consumer.
 // Each loop is "claim → deliver each → delete the delivered → go again"; idle, it sleeps for
 // the poll interval unless nudged. It owns no SQL: it is handed an OutboxStore.
+// A worker claims only when a claim may find something no earlier claim looked for: after a
+// nudge, a full claim, a hand-back, or its poll interval. Not "once more, just in case" after
+// every delivery: at a steady trickle of orders that empty claim was one extra round trip per
+// event, and every nudge that ran into a worker already on its way to claim cost another.
 // Per-message mode shares a claim's events with idle sibling workers (dispatch.ts), so no
 // event waits behind its claim-mates; a batch consumer takes a claim as one batch.
 import { isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
+import type { Claim, OutboxEvent, OutboxStore } from '../outbox/outbox.ts';
 import { traceTag, tracesTag } from '../tracing/context.ts';
 import { DispatchQueue, groupByAggregate, SharedClaim, type DispatchUnit } from './dispatch.ts';
 import { LeaseDeadline } from './lease.ts';
@@ -95,6 +99,19 @@ export class Relay {
   private readonly waker = new Waker();
   /** Claimed events waiting for a free worker of this process (per-message mode). */
   private readonly queue = new DispatchQueue();
+  /**
+   * Events may be claimable that no claim sent since has looked for: a nudge came (an event
+   * committed), a claim came back full, events were handed back, or a claim failed. Cleared when
+   * a claim is sent, since that claim sees every commit acknowledged before it. Every awake
+   * worker reads it before it goes to sleep, so a nudge that finds no one asleep (everyone
+   * mid-claim or delivering) is not lost.
+   */
+  private unclaimed = true;
+  /**
+   * A sleeper was woken to claim and no claim has been sent since: its claim will see whatever
+   * commits in the meantime, so further nudges need not wake anyone else.
+   */
+  private claimerWoken = false;
 
   constructor(
     private readonly deps: RelayDeps,
@@ -112,12 +129,20 @@ export class Relay {
 
   start(): void {
     this.stopping = false;
+    this.unclaimed = true;
+    this.claimerWoken = false;
     this.loops = this.workerNames.map((name) => this.loop(name));
   }
 
-  /** Wakes an idle worker now (an event was just committed), instead of at the next poll. */
+  /**
+   * An event was just committed (or handed back): a worker claims now instead of at its next
+   * poll. One sleeper is woken, unless one woken earlier has not sent its claim yet (that claim
+   * will see this event too); with nobody asleep, the first worker to finish what it is doing
+   * claims before it would sleep.
+   */
   nudge(): void {
-    this.waker.wakeOne();
+    this.unclaimed = true;
+    if (!this.claimerWoken) this.claimerWoken = this.waker.wakeOne('claim');
   }
 
   /** Stops claiming, lets in-flight deliveries finish, hands back claimed-but-unstarted events. */
@@ -150,9 +175,20 @@ export class Relay {
   private async claimAndDispatch(name: string): Promise<{ claimed: number; shared?: SharedClaim }> {
     const { leaseMs } = this.deps.store;
     const lease = LeaseDeadline.beforeClaim(leaseMs, this.options.deliveryTimeoutMs ?? Math.floor(leaseMs / 2));
-    const claim = await this.deps.store.claim(name);
+    // This claim sees every event committed before it is sent: nobody else needs to look for them.
+    this.unclaimed = false;
+    this.claimerWoken = false;
+    let claim: Claim;
+    try {
+      claim = await this.deps.store.claim(name);
+    } catch (error) {
+      this.unclaimed = true;
+      throw error;
+    }
     const claimed = claim.events.length;
     if (claimed === 0) return { claimed };
+    // A full claim may have left more behind it.
+    if (claimed >= this.deps.store.batchSize) this.unclaimed = true;
     this.deps.observer?.onClaimed(name, claimed);
     if (this.deps.deliverBatch) {
       await this.deliverClaim(name, claim.token, claim.events, lease);
@@ -166,7 +202,7 @@ export class Relay {
     const groups = groupByAggregate(deliverable);
     const shared = new SharedClaim(name, claim.token, lease, groups.length);
     this.queue.push(groups.map((events) => ({ claim: shared, events })));
-    for (let i = 1; i < groups.length; i++) this.waker.wakeOne();
+    for (let i = 1; i < groups.length; i++) this.waker.wakeOne('work');
     return { claimed, shared };
   }
 
@@ -207,22 +243,38 @@ export class Relay {
   private async loop(name: string): Promise<void> {
     const log = this.deps.logger.child(name);
     let failures = 0;
+    // Claim before looking at the queue: at start, after the poll interval, and when woken to
+    // claim (the nudge that woke this worker counts on its claim).
+    let claimFirst = true;
     while (!this.stopping) {
       try {
-        const waiting = this.queue.take();
-        if (waiting) {
-          await this.deliverUnit(name, waiting);
+        if (!claimFirst) {
+          const waiting = this.queue.take();
+          if (waiting) {
+            await this.deliverUnit(name, waiting);
+            failures = 0;
+            continue;
+          }
+        }
+        if (claimFirst || this.unclaimed) {
+          claimFirst = false;
+          await this.claimAndDispatch(name);
           failures = 0;
+          // Round again: deliver what it claimed, and look at `unclaimed` once more, since a
+          // nudge that came while this claim was in flight may have found nobody to wake.
           continue;
         }
-        const { claimed } = await this.claimAndDispatch(name);
-        failures = 0;
-        // stop() may have been called while this claim was in flight: its wake-up found nobody
-        // asleep, so going to sleep now would hold the shutdown for a whole poll interval.
-        if (claimed === 0 && !this.stopping) await this.waker.sleep(this.options.pollIntervalMs);
+        // Nothing queued and nothing a claim has not looked for, checked just now with no await
+        // in between, so no nudge can slip past: sleep until woken or the poll interval.
+        // (stop() may have come while this worker was busy: it must not sleep then.)
+        if (this.stopping) break;
+        const why = await this.waker.sleep(this.options.pollIntervalMs);
+        // Woken to claim, but another worker's claim may have covered it meanwhile.
+        claimFirst = why === 'timeout' || (why === 'claim' && this.unclaimed);
       } catch (error) {
         // The database is down or the pool is exhausted: back off and try again, never crash.
         failures += 1;
+        this.unclaimed = true;
         const wait = Math.min(100 * 2 ** failures, MAX_ERROR_BACKOFF_MS) * (0.5 + Math.random() / 2);
         log.warn(`cannot reach the outbox (${(error as Error).message}); retrying in ${Math.round(wait)} ms`);
         if (!this.stopping) await this.waker.sleep(wait);
@@ -319,7 +371,9 @@ export class Relay {
     if (delivered.length === 0) return;
     // A crash between the consumer's commit and this delete means a redelivery later, which
     // the consumer recognises as a duplicate. That is the price of at-least-once, and it is safe.
-    const deleted = await this.deps.store.complete(delivered, token);
+    const { deleted, unblocked } = await this.deps.store.complete(delivered, token);
+    // The next event of one of these orders may go now (issue 16): claim it, don't wait to poll.
+    if (unblocked && !this.stopping) this.nudge();
     const summary = Object.entries(outcomes).map(([k, v]) => `${v} ${k}`).join(', ');
     if (deleted === delivered.length) {
       log.info(`delivered and deleted ${deleted} event${deleted === 1 ? '' : 's'} (${summary})${tracesTag(traces)}`);
@@ -347,6 +401,8 @@ export class Relay {
   private async handBack(log: Logger, token: string, events: readonly OutboxEvent[], why: string): Promise<void> {
     const ids = events.map((e) => e.id);
     await this.deps.store.release(ids, token).catch(() => undefined);
+    // Free again now: claimed again now, not at the next poll.
+    if (!this.stopping) this.nudge();
     const line = `${why}: handed back ${ids.length} unstarted event${ids.length === 1 ? '' : 's'}`;
     if (this.stopping) log.info(line);
     else log.warn(line);

@@ -1,39 +1,47 @@
-/** Lets idle workers sleep without burning CPU until a timeout or a nudge, whichever is first. */
-export class Waker {
-  private waiters = new Set<() => void>();
-  // A nudge that found nobody asleep (every worker was between "claimed nothing" and sleep())
-  // is kept for the next sleeper, or that worker would sleep through the event it announced.
-  private missed = false;
+/** Why a sleep ended: its time ran out, or it was woken for a reason its waker gave. */
+export type WakeReason = 'timeout' | 'claim' | 'work' | 'stop';
 
-  /** Resolves after `ms`, or sooner when woken; at once if a nudge arrived while nobody slept. */
-  sleep(ms: number): Promise<void> {
-    if (this.missed) {
-      this.missed = false;
-      return Promise.resolve();
-    }
+/**
+ * Lets idle workers sleep without burning CPU until a timeout or a wake-up, whichever is first.
+ * A wake-up that finds nobody asleep is not kept here: whoever wakes workers keeps the reason
+ * in its own state, which every awake worker reads before it goes to sleep (see the relay's
+ * `unclaimed`). A flag kept here would only wake some later sleeper for nothing.
+ */
+export class Waker {
+  private waiters = new Set<(reason: WakeReason) => void>();
+
+  /** How many are asleep right now. */
+  get sleeping(): number {
+    return this.waiters.size;
+  }
+
+  /** Resolves after `ms` with "timeout", or sooner with the reason it was woken for. */
+  sleep(ms: number): Promise<WakeReason> {
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (reason: WakeReason) => {
         clearTimeout(timer);
         this.waiters.delete(done);
-        resolve();
+        resolve(reason);
       };
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(() => done('timeout'), ms);
       this.waiters.add(done);
     });
   }
 
   /**
-   * Wakes one sleeper: one new event needs one worker, and waking them all would have every
-   * other worker claim nothing and go back to sleep (a thundering herd of empty claims).
+   * Wakes one sleeper (the one asleep longest): one new event needs one worker, and waking them
+   * all would have every other worker claim nothing and go back to sleep (a thundering herd of
+   * empty claims). Returns false when nobody was asleep.
    */
-  wakeOne(): void {
+  wakeOne(reason: Exclude<WakeReason, 'timeout'>): boolean {
     const first = this.waiters.values().next();
-    if (first.done) this.missed = true;
-    else first.value();
+    if (first.done) return false;
+    first.value(reason);
+    return true;
   }
 
   /** Wakes every sleeper now. */
-  wake(): void {
-    for (const done of [...this.waiters]) done();
+  wake(reason: Exclude<WakeReason, 'timeout'> = 'stop'): void {
+    for (const done of [...this.waiters]) done(reason);
   }
 }
