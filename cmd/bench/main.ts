@@ -1,6 +1,6 @@
 // npm run bench: measure the pipeline on a fresh database and print the Performance table.
 import { Command, InvalidArgumentError } from 'commander';
-import { positiveInt } from '../../internal/cli/args.ts';
+import { intAtLeast, positiveInt } from '../../internal/cli/args.ts';
 import { describeFailure, orExit } from '../../internal/cli/exit.ts';
 import { BENCH_DEFAULTS, BENCH_PARTS, runBenchmark, type BenchPart } from '../../internal/bench/bench.ts';
 import { formatBenchReport } from '../../internal/bench/report.ts';
@@ -18,6 +18,7 @@ const options = new Command('bench')
   .option('--rate <n>', 'offered load for the latency runs, orders/s', positiveInt, d.rate)
   .option('--high-rate <n>', 'the busier offered load for the wake-up latency runs, orders/s', positiveInt, d.highRate)
   .option('--latency-seconds <n>', 'duration of each latency run', positiveInt, d.latencyMs / 1000)
+  .option('--latency-warmup-seconds <n>', 'load offered before each latency run, left out of its percentiles (its cold start is shown apart; 0: none)', intAtLeast(0), d.latencyWarmupMs / 1000)
   .option('--api-orders <n>', 'orders per API run (and for the direct run)', positiveInt, d.apiOrders)
   .option('--api-concurrency <n>', 'requests in flight', positiveInt, d.apiConcurrency)
   .option('--api-runs <n>', 'API runs (memory must not grow across them)', positiveInt, d.apiRuns)
@@ -35,7 +36,7 @@ const options = new Command('bench')
   .option('--json', 'print one JSON result object instead of the table')
   .parse()
   .opts<{
-    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; highRate: number; latencySeconds: number;
+    events: number; rounds: number; workers: number; batchSize: number; batchedBatchSize: number; rate: number; highRate: number; latencySeconds: number; latencyWarmupSeconds: number;
     apiOrders: number; apiConcurrency: number; apiRuns: number; explainRows: number; snapshotEvents: number; readerRows: number;
     readers: number; readerOrders: number; readerConcurrency: number; natsEvents: number; tracingOrders: number; tracingConcurrency: number; orderingEvents: number; only?: BenchPart[]; json?: boolean;
   }>();
@@ -45,7 +46,7 @@ const logger = createConsoleLogger({ level: 'warn', color: colorEnabled(process.
 try {
   const result = await runBenchmark(
     config,
-    { ...options, latencyMs: options.latencySeconds * 1000, only: options.only ?? [] },
+    { ...options, latencyMs: options.latencySeconds * 1000, latencyWarmupMs: options.latencyWarmupSeconds * 1000, only: options.only ?? [] },
     { logger, onPhase: (message) => process.stderr.write(`… ${message}\n`) },
   );
   const color = !options.json && colorEnabled(process.stdout);

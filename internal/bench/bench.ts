@@ -30,6 +30,8 @@ export interface BenchOptions {
   /** The second, busier offered load of the wake-up latency runs. */
   highRate: number;
   latencyMs: number;
+  /** Load offered before each latency window and left out of it (its cold start is shown apart). */
+  latencyWarmupMs: number;
   apiOrders: number;
   apiConcurrency: number;
   apiRuns: number;
@@ -69,6 +71,7 @@ export const BENCH_DEFAULTS: BenchOptions = {
   rate: 200,
   highRate: 600,
   latencyMs: 10_000,
+  latencyWarmupMs: 2_000,
   apiOrders: 10_000,
   apiConcurrency: 64,
   apiRuns: 3,
@@ -136,8 +139,8 @@ export async function runBenchmark(
     const latency: LatencyResult[] = [];
     for (const run of latencyRuns(options)) {
       if (!wanted('latency')) break;
-      phase(`latency, wake-up ${run.wakeup}, ${run.consumerMode} consumer: ${run.rate} orders/s for ${options.latencyMs / 1000} s, poll every 1 s`);
-      latency.push(await measureLatency(databases, settings, { ...run, durationMs: options.latencyMs, pollIntervalMs: 1_000 }));
+      phase(`latency, wake-up ${run.wakeup}, ${run.consumerMode} consumer: ${run.rate} orders/s for ${options.latencyWarmupMs / 1000} s (warm-up) + ${options.latencyMs / 1000} s, poll every 1 s`);
+      latency.push(await measureLatency(databases, settings, { ...run, durationMs: options.latencyMs, pollIntervalMs: 1_000, warmupMs: options.latencyWarmupMs }));
     }
 
     let api: ApiResult | undefined;

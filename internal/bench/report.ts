@@ -33,9 +33,12 @@ export function formatBenchReport(result: BenchResult, color: boolean): string {
       : l.wakeup === 'notify-in-transaction' ? `wake-up, NOTIFY in the transaction, ${l.consumerMode}`
       : `polling only (every ${l.pollIntervalMs / 1000} s)`;
     const missing = l.missing > 0 ? c.red(` · ${l.missing} not seen`) : '';
+    const cold = l.coldStart.count > 0
+      ? c.gray(` · cold start (first ${l.warmupMs / 1000} s, not counted): p50 ${ms(l.coldStart.p50)} · p99 ${ms(l.coldStart.p99)}`)
+      : '';
     rows.push([
       `latency, ${label}, ${l.rate} orders/s`,
-      `p50 ${ms(l.p50)} · p95 ${ms(l.p95)} · p99 ${ms(l.p99)} (${l.count} orders)${missing}`,
+      `p50 ${ms(l.p50)} · p95 ${ms(l.p95)} · p99 ${ms(l.p99)} (${l.count} orders)${missing}${cold}`,
     ]);
   }
   if (result.api) rows.push(...apiRows(result.api, o.apiOrders, c));
