@@ -37,9 +37,10 @@ ALTER TABLE stock_answers ADD COLUMN product_id text;
 ALTER TABLE stock_answers ADD COLUMN quantity integer;
 ALTER TABLE stock_answers ADD COLUMN released_at timestamptz;
 
--- A cancellation is neither a confirmation nor a rejection: the inbox and its counters record it
--- as 'cancelled' (an OrderCancelled applied; over NATS, a reply that found its order cancelled),
--- so /stats and the metrics do not count it as a CONFIRMED order.
+-- A cancellation is neither a confirmation nor a rejection: the inbox and its counters record an
+-- applied OrderCancelled as 'cancelled', so /stats and the metrics do not count it as a
+-- CONFIRMED order. (Over NATS, a reply that finds its order already cancelled keeps the
+-- inventory's answer, 'applied' or 'rejected': that is what the inventory did.)
 ALTER TABLE processed_messages DROP CONSTRAINT processed_messages_outcome_check;
 ALTER TABLE processed_messages ADD CONSTRAINT processed_messages_outcome_check CHECK (outcome IN ('applied', 'rejected', 'cancelled'));
 ALTER TABLE consumer_counts DROP CONSTRAINT consumer_counts_outcome_check;

@@ -185,27 +185,57 @@ export interface PurgedDeadLetter {
   messageId: string;
   eventType: string;
   aggregateId: string;
+  /** Its position within its aggregate. */
+  sequence: number;
   lastError: string | null;
   deadAt: Date;
+  /**
+   * Not a dead letter itself: a later event of the same aggregate that was parked behind one
+   * purged here. It could never be applied in order after it, so it is given up on with it.
+   */
+  behind: boolean;
 }
 
 /**
  * Deletes up to `limit` dead letters that died more than `olderThanMs` ago (database clock),
  * oldest first, and returns them. Dead letters are never pruned by the janitor: only this,
  * run on purpose by a person, removes one without re-driving it.
+ *
+ * Giving up on an event gives up on its place in its aggregate's order, in one statement:
+ * - the later events of its aggregate parked in this outbox behind it are deleted with it
+ *   (returned with `behind`): re-driven never, they would wait for it forever;
+ * - a dead letter this service RECEIVED (over a broker) moves this service's inbox position
+ *   past it, so the later events of that aggregate, still coming from the broker, are the
+ *   next ones instead of being deferred forever.
  */
 export async function purgeDeadLetters(db: Queryable, olderThanMs: number, limit: number): Promise<PurgedDeadLetter[]> {
-  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; last_error: string | null; dead_at: Date }>(
-    `DELETE FROM dead_letters
-      WHERE id = ANY (ARRAY(
-              SELECT id FROM dead_letters WHERE dead_at < now() - make_interval(secs => $1 / 1000.0)
-               ORDER BY dead_at, id LIMIT $2))
-     RETURNING message_id, event_type, aggregate_id, last_error, dead_at`,
+  const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; aggregate_seq: number; last_error: string | null; dead_at: Date; behind: boolean }>(
+    `WITH purged AS (
+       DELETE FROM dead_letters
+        WHERE id = ANY (ARRAY(
+                SELECT id FROM dead_letters WHERE dead_at < now() - make_interval(secs => $1 / 1000.0)
+                 ORDER BY dead_at, id LIMIT $2))
+       RETURNING message_id, event_type, aggregate_id, aggregate_seq, last_error, dead_at, received_from
+     ), behind AS (
+       DELETE FROM outbox o USING purged p
+        WHERE p.received_from IS NULL AND o.aggregate_id = p.aggregate_id AND o.aggregate_seq > p.aggregate_seq
+       RETURNING o.message_id, o.event_type, o.aggregate_id, o.aggregate_seq, o.last_error, p.dead_at
+     ), passed AS (
+       INSERT INTO inbox_positions (aggregate_id, last_seq)
+       SELECT aggregate_id, max(aggregate_seq) FROM purged WHERE received_from IS NOT NULL GROUP BY aggregate_id
+       ON CONFLICT (aggregate_id) DO UPDATE SET last_seq = greatest(inbox_positions.last_seq, excluded.last_seq), updated_at = now()
+     )
+     SELECT message_id, event_type, aggregate_id, aggregate_seq, last_error, dead_at, false AS behind FROM purged
+     UNION ALL
+     SELECT message_id, event_type, aggregate_id, aggregate_seq, last_error, dead_at, true FROM behind`,
     [olderThanMs, limit],
   );
   return rows
-    .map((row) => ({ messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, lastError: row.last_error, deadAt: row.dead_at }))
-    .sort((a, b) => a.deadAt.getTime() - b.deadAt.getTime());
+    .map((row) => ({
+      messageId: row.message_id, eventType: row.event_type, aggregateId: row.aggregate_id, sequence: row.aggregate_seq,
+      lastError: row.last_error, deadAt: row.dead_at, behind: row.behind,
+    }))
+    .sort((a, b) => a.deadAt.getTime() - b.deadAt.getTime() || a.aggregateId.localeCompare(b.aggregateId) || a.sequence - b.sequence);
 }
 
 export interface DeadLetterSummary {

@@ -7,7 +7,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { AppError } from '../errors/errors.ts';
 import { Janitor } from '../janitor/janitor.ts';
 import { createSilentLogger } from '../log/logger.ts';
-import { redriveDeadLetters } from '../outbox/dead-letters.ts';
+import { purgeDeadLetters, recordReceivedDeadLetter, redriveDeadLetters } from '../outbox/dead-letters.ts';
 import {
   countParkedEvents, createOutboxStore, enqueueEvent, ORDER_CANCELLED, ORDER_CREATED, summarizeOutbox,
   type OutboxEvent, type OutboxStore,
@@ -168,6 +168,31 @@ describe('a dead-lettered event parks the later events of its aggregate', () => 
     while ((await relay.runOnce('Worker-1')) > 0);
     assert.deepEqual(consumer.sequencesOf(order), [1, 2]);
     assert.equal((await db.pool.query('SELECT 1 FROM outbox UNION ALL SELECT 1 FROM dead_letters')).rowCount, 0);
+  });
+
+  it('purging the dead letter (giving up on it) gives up on the events parked behind it too; nothing waits forever', async () => {
+    const order = randomUUID();
+    await enqueue(order, 1);
+    await enqueue(order, 2);
+    const relay = relayWith(createOutboxStore(db.pool, SETTINGS), poisonFirst(order).deliver);
+    assert.equal(await relay.runOnce('Worker-1'), 1);
+    assert.deepEqual(await outboxRows(), [{ aggregate_seq: 2, parked: true }]);
+    await db.pool.query(`UPDATE dead_letters SET dead_at = now() - interval '40 days'`);
+    const purged = await purgeDeadLetters(db.pool, 30 * 86_400_000, 100);
+    // Both reported: the dead letter, and the event that could never be applied in order after it.
+    assert.deepEqual(purged.map((p) => [p.aggregateId, p.sequence, p.behind]), [[order, 1, false], [order, 2, true]]);
+    assert.deepEqual(await outboxRows(), [], 'nothing left to defer forever');
+    assert.equal(await countParkedEvents(db.pool, 100), 0);
+  });
+
+  it("purging a RECEIVED dead letter moves this service's position past it, so the later events of its aggregate apply", async () => {
+    const order = randomUUID();
+    await recordReceivedDeadLetter(db.pool, { stream: 'ORDERS', messageId: randomUUID(), eventType: ORDER_CREATED, aggregateId: order, payload: {}, sequence: 1, deliveries: 5 }, 'boom');
+    await db.pool.query(`UPDATE dead_letters SET dead_at = now() - interval '40 days'`);
+    const purged = await purgeDeadLetters(db.pool, 30 * 86_400_000, 100);
+    assert.deepEqual(purged.map((p) => [p.sequence, p.behind]), [[1, false]]);
+    // The consumer's next event of that order (its cancellation, 2) is now the next one, not early.
+    assert.deepEqual((await db.pool.query('SELECT last_seq FROM inbox_positions WHERE aggregate_id = $1', [order])).rows, [{ last_seq: 1 }]);
   });
 
   it('other aggregates keep flowing, in parallel, while one is parked', async () => {

@@ -19,8 +19,9 @@ export async function purgeOldDeadLetters(db: Queryable, olderThanMs: number, lo
   for (;;) {
     const batch = await purgeDeadLetters(db, olderThanMs, BATCH);
     purged.push(...batch);
-    if (batch.length < BATCH) break;
+    if (batch.filter((p) => !p.behind).length < BATCH) break;
   }
-  logger.child('Replay').info(`purged ${purged.length} dead letter(s)`);
+  const behind = purged.filter((p) => p.behind).length;
+  logger.child('Replay').info(`purged ${purged.length - behind} dead letter(s)${behind > 0 ? ` and ${behind} event(s) parked behind them` : ''}`);
   return { olderThanMs, purged };
 }

@@ -91,12 +91,15 @@ export function formatBrokerReplayReport(result: BrokerReplayResult, color: bool
 export function formatPurgeReport(result: PurgeResult, color: boolean): string {
   const c = new Chalk({ level: color ? 2 : 0 });
   const age = formatDuration(result.olderThanMs);
-  if (result.purged.length === 0) return `No dead letters older than ${age}: nothing purged.`;
-  const lines = [c.bold(`Purged ${result.purged.length} dead letter(s) older than ${age}:`)];
-  for (const dead of result.purged) {
+  const dead = result.purged.filter((p) => !p.behind);
+  if (dead.length === 0) return `No dead letters older than ${age}: nothing purged.`;
+  const lines = [c.bold(`Purged ${dead.length} dead letter(s) older than ${age}:`)];
+  for (const one of result.purged) {
     lines.push(
-      `  ${dead.messageId}  ${dead.eventType}  aggregate ${dead.aggregateId}  dead since ${dead.deadAt.toISOString()}` +
-        `  last error: ${dead.lastError ?? 'none'}`,
+      one.behind
+        ? `    ${one.messageId}  ${one.eventType} #${one.sequence}  parked behind it in the outbox: given up with it (it could never be applied in order)`
+        : `  ${one.messageId}  ${one.eventType} #${one.sequence}  aggregate ${one.aggregateId}  dead since ${one.deadAt.toISOString()}` +
+            `  last error: ${one.lastError ?? 'none'}`,
     );
   }
   return lines.join('\n');
