@@ -22,6 +22,33 @@ export async function recordAnswer(tx: Queryable, answer: StockAnswer): Promise<
   return rowCount === 1;
 }
 
+/**
+ * Takes the order's quantity off its product's stock if enough is left (the guard and the
+ * update are one statement, as takeStock) and, only if it did, records the 'reserved' answer:
+ * one round trip for both. `stockLeft` undefined: not enough stock, nothing written.
+ * `answered` false: the order already had an answer; the caller must roll back.
+ */
+export async function reserveAnswered(
+  tx: Queryable, answer: Omit<StockAnswer, 'outcome'>,
+): Promise<{ stockLeft: number | undefined; answered: boolean }> {
+  const { rows } = await tx.query<{ stock_left: number | null; answered: boolean }>(
+    `WITH taken AS (
+       UPDATE products SET stock = stock - $4, updated_at = now()
+        WHERE id = $3 AND stock >= $4
+       RETURNING stock
+     ), answered AS (
+       INSERT INTO stock_answers (order_id, outcome, message_id, product_id, quantity)
+       SELECT $1, 'reserved', $2, $3, $4 FROM taken
+       ON CONFLICT (order_id) DO NOTHING
+       RETURNING 1
+     )
+     SELECT (SELECT stock FROM taken) AS stock_left, EXISTS (SELECT 1 FROM answered) AS answered`,
+    [answer.orderId, answer.messageId, answer.productId, answer.quantity],
+  );
+  const row = rows[0]!;
+  return { stockLeft: row.stock_left ?? undefined, answered: row.answered };
+}
+
 /** The batch form of recordAnswer: how many of `answers` were recorded (fewer: some order was already answered). */
 export async function recordAnswers(tx: Queryable, answers: readonly StockAnswer[]): Promise<number> {
   if (answers.length === 0) return 0;

@@ -23,7 +23,8 @@ import { AppError, isAppError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { getOrders, settleOrders, type OrderCreatedPayload, type Settlement } from '../orders/orders.ts';
 import { recordAnswers, releaseAnswers, type StockAnswer } from './answers.ts';
-import { checkPosition, deferred, parseOrderEvent, type Delivery, type DeliveryResult, type InventoryConsumer, type OrderEvent } from './consumer.ts';
+import { deferred, judge, parseOrderEvent, type Delivery, type DeliveryResult, type InventoryConsumer, type OrderEvent } from './consumer.ts';
+import { advancePositions } from './positions.ts';
 import { recordFirstDeliveries, recordSkippedDuplicates, setOutcomes } from './processed.ts';
 import { lockStock, takeStockAmounts } from './stock.ts';
 
@@ -206,9 +207,11 @@ async function checkPositions(tx: Queryable, events: readonly OrderEvent[], isNe
   }
   const order = events.map((_, i) => i).filter((i) => isNew[i] && !early.has(i));
   order.sort((a, b) => compare(events[a]!.order.orderId, events[b]!.order.orderId));
-  for (const i of order) {
+  // One statement for the whole batch (one event per order here), not one per event.
+  const checks = await advancePositions(tx, order.map((i) => ({ aggregateId: events[i]!.order.orderId, sequence: events[i]!.sequence })));
+  for (const [k, i] of order.entries()) {
     try {
-      await checkPosition(tx, events[i]!);
+      judge(events[i]!, checks[k]!);
     } catch (error) {
       if (!isAppError(error, 'DEFERRED')) throw error;
       early.set(i, error);

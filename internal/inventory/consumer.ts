@@ -12,8 +12,8 @@ import { getOrder, settleOrder, type OrderCreatedPayload } from '../orders/order
 import { isUuid } from '../orders/validate.ts';
 import { ORDER_CANCELLED, ORDER_CREATED } from '../outbox/outbox.ts';
 import { traceTag } from '../tracing/context.ts';
-import { recordAnswer, releaseAnswers } from './answers.ts';
-import { advancePosition } from './positions.ts';
+import { recordAnswer, releaseAnswers, reserveAnswered } from './answers.ts';
+import { recordInOrder, type PositionCheck } from './positions.ts';
 import { recordFirstDelivery, recordSkippedDuplicate, setOutcome } from './processed.ts';
 import { giveStockBack, stockOf, takeStock } from './stock.ts';
 
@@ -138,22 +138,25 @@ async function applyOnce(tx: Queryable, delivery: Delivery, event: OrderEvent, d
   // The idempotency record comes first: if this message was seen, nothing else runs.
   // A cancellation is recorded as such, so the inbox's totals never count it as a confirmation.
   const outcome = event.kind === 'cancelled' ? 'cancelled' : 'applied';
-  if (!(await recordFirstDelivery(tx, delivery, deliveredBy, { aggregateId: order.orderId, sequence }, outcome))) {
+  // With the ordering rule, the inbox row and the position step are one statement.
+  const isNew = ordering
+    ? await recordInOrder(tx, delivery, deliveredBy, order.orderId, sequence, outcome).then((record) => record.isNew && judge(event, record))
+    : await recordFirstDelivery(tx, delivery, deliveredBy, { aggregateId: order.orderId, sequence }, outcome);
+  if (!isNew) {
     await recordSkippedDuplicate(tx, delivery.messageId, deliveredBy);
     return { kind: 'duplicate' as const };
   }
-  if (ordering) await checkPosition(tx, event);
   return event.kind === 'created' ? reserve(tx, delivery, order, writeOutcome) : release(tx, order);
 }
 
-/** Throws DEFERRED (rolls back everything) for an early event, POISON_MESSAGE for a stale one. */
-export async function checkPosition(tx: Queryable, event: OrderEvent): Promise<void> {
+/** True for the next event; throws DEFERRED for an early one, POISON_MESSAGE for a stale one. */
+export function judge(event: OrderEvent, { verdict, lastSeq }: PositionCheck): true {
   const { orderId } = event.order;
-  const { verdict, lastSeq } = await advancePosition(tx, orderId, event.sequence);
   if (verdict === 'early') throw deferred(orderId, event.sequence);
   if (verdict === 'stale') {
     throw new AppError('POISON_MESSAGE', `event ${event.sequence} of order ${orderId} is stale: its events up to ${lastSeq} were already applied (by another message)`);
   }
+  return true;
 }
 
 /** The early event's error; the relay and the subscriber log its message as it is. */
@@ -162,10 +165,12 @@ export function deferred(orderId: string, sequence: number): AppError {
 }
 
 async function reserve(tx: Queryable, delivery: Delivery, order: OrderCreatedPayload, writeOutcome: OutcomeWriter) {
-  const left = await takeStock(tx, order.productId, order.quantity);
   const answer = { orderId: order.orderId, messageId: delivery.messageId, productId: order.productId, quantity: order.quantity };
-  if (left !== undefined) {
-    await answerOnce(tx, { ...answer, outcome: 'reserved' });
+  // The stock taken and its answer recorded in one statement (one round trip).
+  const reserved = await reserveAnswered(tx, answer);
+  if (reserved.stockLeft !== undefined) {
+    if (!reserved.answered) throw alreadyAnswered(order.orderId);
+    const left = reserved.stockLeft;
     const note = await writeOutcome(tx, { kind: 'applied', order, stockLeft: left }, delivery.headers);
     return { kind: 'applied' as const, before: left + order.quantity, after: left, note };
   }
@@ -178,10 +183,13 @@ async function reserve(tx: Queryable, delivery: Delivery, order: OrderCreatedPay
 }
 
 async function answerOnce(tx: Queryable, answer: Parameters<typeof recordAnswer>[1]): Promise<void> {
-  if (await recordAnswer(tx, answer)) return;
-  // Its inbox record is gone (pruned after INBOX_RETENTION), but the order was answered:
-  // refuse, so the whole transaction rolls back, the stock taken above included.
-  throw new AppError('POISON_MESSAGE', `order ${answer.orderId} was already answered: a copy of its OrderCreated came back after its inbox record was pruned`);
+  if (!(await recordAnswer(tx, answer))) throw alreadyAnswered(answer.orderId);
+}
+
+// Its inbox record is gone (pruned after INBOX_RETENTION), but the order was answered: refuse,
+// so the whole transaction rolls back, the stock taken included.
+function alreadyAnswered(orderId: string): AppError {
+  return new AppError('POISON_MESSAGE', `order ${orderId} was already answered: a copy of its OrderCreated came back after its inbox record was pruned`);
 }
 
 /** OrderCancelled: gives back what the order's reservation took, once; nothing if it had none. */

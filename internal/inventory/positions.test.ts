@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { withTransaction } from '../db/transaction.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
-import { advancePosition, positionOf } from './positions.ts';
+import { advancePosition, advancePositions, positionOf, recordInOrder } from './positions.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -85,5 +85,57 @@ describe('the position check', () => {
       const verdicts = await Promise.all(pools.map((pool) => withTransaction(pool, (tx) => advancePosition(tx, order, 1))));
       assert.deepEqual(verdicts.map((v) => v.verdict).sort(), ['next', 'stale']);
     }
+  });
+});
+
+// The forms the consumers use: the per-message consumer's inbox row and position step in one
+// statement, and the batch consumer's positions in one statement. Same judgements.
+describe('the one-statement forms', () => {
+  const message = (sequence: number) => ({ messageId: randomUUID(), eventType: sequence === 1 ? 'OrderCreated' : 'OrderCancelled', payload: {} });
+
+  it('recordInOrder: the same judgements; a duplicate message id moves nothing and is reported as such', async () => {
+    const order = randomUUID();
+    const record = (m: ReturnType<typeof message>, sequence: number) => withTransaction(db.pool, (tx) => recordInOrder(tx, m, 'Worker-1', order, sequence, 'applied'));
+    assert.deepEqual(await record(message(2), 2), { isNew: true, verdict: 'early', lastSeq: 0 });
+    const first = message(1);
+    assert.deepEqual(await record(first, 1), { isNew: true, verdict: 'next', lastSeq: 1 });
+    assert.deepEqual(await record(first, 1), { isNew: false }, 'the inbox stops a duplicate before the position');
+    assert.deepEqual(await record(message(1), 1), { isNew: true, verdict: 'stale', lastSeq: 1 });
+    assert.deepEqual(await record(message(2), 2), { isNew: true, verdict: 'next', lastSeq: 2 });
+    assert.equal(await positionOf(db.pool, order), 2);
+  });
+
+  it('recordInOrder: seq 2 while seq 1 is uncommitted in another transaction is early', async () => {
+    const order = randomUUID();
+    const other = db.newPool(2);
+    let release!: () => void;
+    const holding = new Promise<void>((resolve) => (release = resolve));
+    let inserted!: () => void;
+    const seq1Inserted = new Promise<void>((resolve) => (inserted = resolve));
+    const a = withTransaction(other, async (tx) => {
+      assert.equal((await recordInOrder(tx, message(1), 'Worker-1', order, 1, 'applied')).isNew, true);
+      inserted();
+      await holding;
+    });
+    await seq1Inserted;
+    const b = await withTransaction(db.pool, (tx) => recordInOrder(tx, message(2), 'Worker-2', order, 2, 'cancelled'));
+    assert.deepEqual(b, { isNew: true, verdict: 'early', lastSeq: 0 });
+    release();
+    await a;
+    assert.equal(await positionOf(db.pool, order), 1);
+  });
+
+  it('advancePositions: one judgement per aggregate, in the order given', async () => {
+    const [a, b, c, d] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    await advancePosition(db.pool, b, 1);
+    await advancePosition(db.pool, d, 1);
+    await advancePosition(db.pool, d, 2);
+    const checks = await advancePositions(db.pool, [
+      { aggregateId: a, sequence: 1 }, { aggregateId: b, sequence: 2 }, { aggregateId: c, sequence: 2 }, { aggregateId: d, sequence: 2 },
+    ]);
+    assert.deepEqual(checks, [
+      { verdict: 'next', lastSeq: 1 }, { verdict: 'next', lastSeq: 2 }, { verdict: 'early', lastSeq: 0 }, { verdict: 'stale', lastSeq: 2 },
+    ]);
+    assert.deepEqual([await positionOf(db.pool, a), await positionOf(db.pool, b), await positionOf(db.pool, c), await positionOf(db.pool, d)], [1, 2, 0, 2]);
   });
 });

@@ -4,6 +4,7 @@
 // retries, several workers, a broker with several consumers. Kept as long as the aggregates
 // are (never pruned with the inbox): a cancellation may come long after its order's creation.
 import type { Queryable } from '../db/pool.ts';
+import type { MessageCopy, Outcome } from './processed.ts';
 
 export type PositionVerdict =
   /** It was the next event: the position now points at it; apply it in this transaction. */
@@ -53,11 +54,92 @@ export async function advancePosition(tx: Queryable, aggregateId: string, sequen
     [aggregateId, sequence],
   );
   const row = rows[0]!;
-  if (row.advanced) return { verdict: 'next', lastSeq: sequence };
-  const lastSeq = row.last_seq ?? 0;
+  return verdictOf(sequence, row.advanced, row.last_seq);
+}
+
+/** The judgement of one event, from what the position statement saw. */
+function verdictOf(sequence: number, advanced: boolean, seen: number | null): PositionCheck {
+  if (advanced) return { verdict: 'next', lastSeq: sequence };
+  const lastSeq = seen ?? 0;
   // Sequence 1 not inserted means a committed row exists, even if this snapshot misses it.
   if (sequence === 1 || lastSeq >= sequence) return { verdict: 'stale', lastSeq: Math.max(lastSeq, 1) };
   return { verdict: 'early', lastSeq };
+}
+
+export type InboxRecord = { isNew: false } | ({ isNew: true } & PositionCheck);
+
+/**
+ * The per-message consumer's first step in ONE statement (one round trip, as the inbox insert
+ * alone was before positions existed): the inbox row (INSERT … ON CONFLICT DO NOTHING, the
+ * idempotency check), then, only if the message was new, the position step of
+ * advancePosition with the same locking rules. A duplicate changes no position.
+ */
+export async function recordInOrder(
+  tx: Queryable, message: MessageCopy, handledBy: string, aggregateId: string, sequence: number, outcome: Outcome,
+): Promise<InboxRecord> {
+  const { rows } = await tx.query<{ is_new: boolean; advanced: boolean; last_seq: number | null }>(
+    `WITH inbox AS (
+       INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
+       VALUES ($1, $8, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (message_id) DO NOTHING
+       RETURNING 1
+     ), advanced AS (
+       UPDATE inbox_positions SET last_seq = $7, updated_at = now()
+        WHERE aggregate_id = $6 AND last_seq = $7 - 1 AND EXISTS (SELECT 1 FROM inbox)
+       RETURNING 1
+     ), started AS (
+       INSERT INTO inbox_positions (aggregate_id, last_seq)
+       SELECT $6, 1 WHERE $7 = 1 AND EXISTS (SELECT 1 FROM inbox)
+       ON CONFLICT (aggregate_id) DO NOTHING
+       RETURNING 1
+     )
+     SELECT EXISTS (SELECT 1 FROM inbox) AS is_new,
+            EXISTS (SELECT 1 FROM advanced) OR EXISTS (SELECT 1 FROM started) AS advanced,
+            (SELECT last_seq FROM inbox_positions WHERE aggregate_id = $6) AS last_seq`,
+    [
+      message.messageId, handledBy, message.eventType, JSON.stringify(message.payload), JSON.stringify(message.headers ?? {}),
+      aggregateId, sequence, outcome,
+    ],
+  );
+  const row = rows[0]!;
+  if (!row.is_new) return { isNew: false };
+  return { isNew: true, ...verdictOf(sequence, row.advanced, row.last_seq) };
+}
+
+/**
+ * advancePosition for many aggregates in one statement (the batch consumer): at most one event
+ * per aggregate. Rows are inserted in aggregate id order; the UPDATE's row locks follow the
+ * join's order, but two batches never hold events of the same aggregate at once (the claim
+ * takes one event per aggregate at a time), and a deadlock would only fail the batch, which
+ * then goes one by one. Returns one judgement per item, in order.
+ */
+export async function advancePositions(tx: Queryable, items: ReadonlyArray<{ aggregateId: string; sequence: number }>): Promise<PositionCheck[]> {
+  if (items.length === 0) return [];
+  const { rows } = await tx.query<{ aggregate_id: string; advanced: boolean; last_seq: number | null }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::uuid[], $2::int[]) AS t(aggregate_id, seq)
+     ), advanced AS (
+       UPDATE inbox_positions p SET last_seq = i.seq, updated_at = now()
+         FROM input i
+        WHERE p.aggregate_id = i.aggregate_id AND p.last_seq = i.seq - 1
+       RETURNING p.aggregate_id
+     ), started AS (
+       INSERT INTO inbox_positions (aggregate_id, last_seq)
+       SELECT aggregate_id, 1 FROM input WHERE seq = 1 ORDER BY aggregate_id
+       ON CONFLICT (aggregate_id) DO NOTHING
+       RETURNING aggregate_id
+     )
+     SELECT i.aggregate_id,
+            i.aggregate_id IN (SELECT aggregate_id FROM advanced UNION ALL SELECT aggregate_id FROM started) AS advanced,
+            (SELECT last_seq FROM inbox_positions p WHERE p.aggregate_id = i.aggregate_id) AS last_seq
+       FROM input i`,
+    [items.map((i) => i.aggregateId), items.map((i) => i.sequence)],
+  );
+  const byAggregate = new Map(rows.map((row) => [row.aggregate_id, row]));
+  return items.map((item) => {
+    const row = byAggregate.get(item.aggregateId)!;
+    return verdictOf(item.sequence, row.advanced, row.last_seq);
+  });
 }
 
 /** An aggregate's position (0 when none of its events was applied). */
