@@ -6,12 +6,14 @@
 // first, gives nothing back, and the creation then keeps the stock: wrong stock.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { AppError } from '../errors/errors.ts';
 import { createBatchConsumer } from '../inventory/batch-consumer.ts';
 import { createInventoryConsumer } from '../inventory/consumer.ts';
 import { setStock, stockOf } from '../inventory/stock.ts';
 import { createSilentLogger } from '../log/logger.ts';
 import { cancelOrder } from '../orders/cancel.ts';
 import { getOrder, placeOrder } from '../orders/orders.ts';
+import { purgeDeadLetters } from '../outbox/dead-letters.ts';
 import { createOutboxStore, ORDER_CREATED, type OutboxEvent, type OutboxStore, type OutboxStoreOptions } from '../outbox/outbox.ts';
 import { storeIgnoringOrder } from '../relay/ordering-control.ts';
 import { Relay, type Deliver, type DeliverBatch } from '../relay/relay.ts';
@@ -110,3 +112,27 @@ for (const mode of ['per-message', 'batch'] as const) {
     });
   });
 }
+
+describe('an order whose creation was given up (dead letter purged), then cancelled', () => {
+  it('the cancellation is applied at once (nothing to give back), never deferred forever', async () => {
+    const logger = createSilentLogger();
+    const consumer = createInventoryConsumer({ pool: db.pool, logger });
+    const store = createOutboxStore(db.pool, STORE);
+    let poison = true;
+    const deliver: Deliver = async (event, worker) => {
+      if (poison && event.eventType === ORDER_CREATED) throw new AppError('POISON_MESSAGE', 'cannot parse (test)');
+      return consumer.handle({ messageId: event.messageId, eventType: event.eventType, payload: event.payload, headers: event.headers, sequence: event.sequence }, worker);
+    };
+    const relay = new Relay({ store, deliver, logger }, { workers: 1, pollIntervalMs: 20, maxAttempts: 5, deferRetryMs: 60_000 });
+    const { order } = await placeOrder(db.pool, { productId: 'widget', quantity: 3 });
+    await relay.runOnce('Worker-1'); // dead-lettered at once
+    poison = false;
+    await db.pool.query(`UPDATE dead_letters SET dead_at = now() - interval '40 days'`);
+    assert.equal((await purgeDeadLetters(db.pool, 30 * 86_400_000, 100)).length, 1);
+    assert.equal((await cancelOrder(db.pool, order.id)).outcome, 'cancelled');
+    assert.equal(await relay.runOnce('Worker-1'), 1);
+    assert.deepEqual((await db.pool.query('SELECT count(*)::int AS n FROM outbox')).rows, [{ n: 0 }], 'applied, not deferred');
+    assert.equal(await stockOf(db.pool, 'widget'), 10, 'nothing was reserved, nothing given back');
+    assert.deepEqual((await db.pool.query('SELECT last_seq FROM inbox_positions WHERE aggregate_id = $1', [order.id])).rows, [{ last_seq: 2 }]);
+  });
+});

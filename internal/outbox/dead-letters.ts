@@ -204,9 +204,11 @@ export interface PurgedDeadLetter {
  * Giving up on an event gives up on its place in its aggregate's order, in one statement:
  * - the later events of its aggregate parked in this outbox behind it are deleted with it
  *   (returned with `behind`): re-driven never, they would wait for it forever;
- * - a dead letter this service RECEIVED (over a broker) moves this service's inbox position
- *   past it, so the later events of that aggregate, still coming from the broker, are the
- *   next ones instead of being deferred forever.
+ * - the inbox position of its aggregate in this database moves past it (and past the events
+ *   deleted behind it): a later event of that aggregate, written after the purge (the order
+ *   cancelled after its creation was given up) or still coming from the broker (a dead letter
+ *   this service RECEIVED), is then the next one instead of being deferred forever. In-process
+ *   the consumer shares this database; a service's own outbox moves a position nobody reads.
  */
 export async function purgeDeadLetters(db: Queryable, olderThanMs: number, limit: number): Promise<PurgedDeadLetter[]> {
   const { rows } = await db.query<{ message_id: string; event_type: string; aggregate_id: string; aggregate_seq: number; last_error: string | null; dead_at: Date; behind: boolean }>(
@@ -222,7 +224,9 @@ export async function purgeDeadLetters(db: Queryable, olderThanMs: number, limit
        RETURNING o.message_id, o.event_type, o.aggregate_id, o.aggregate_seq, o.last_error, p.dead_at
      ), passed AS (
        INSERT INTO inbox_positions (aggregate_id, last_seq)
-       SELECT aggregate_id, max(aggregate_seq) FROM purged WHERE received_from IS NOT NULL GROUP BY aggregate_id
+       SELECT aggregate_id, max(aggregate_seq)
+         FROM (SELECT aggregate_id, aggregate_seq FROM purged UNION ALL SELECT aggregate_id, aggregate_seq FROM behind) given_up
+        GROUP BY aggregate_id
        ON CONFLICT (aggregate_id) DO UPDATE SET last_seq = greatest(inbox_positions.last_seq, excluded.last_seq), updated_at = now()
      )
      SELECT message_id, event_type, aggregate_id, aggregate_seq, last_error, dead_at, false AS behind FROM purged

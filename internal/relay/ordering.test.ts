@@ -183,6 +183,9 @@ describe('a dead-lettered event parks the later events of its aggregate', () => 
     assert.deepEqual(purged.map((p) => [p.aggregateId, p.sequence, p.behind]), [[order, 1, false], [order, 2, true]]);
     assert.deepEqual(await outboxRows(), [], 'nothing left to defer forever');
     assert.equal(await countParkedEvents(db.pool, 100), 0);
+    // An event of that order written after the purge (a cancellation) is not early for the
+    // consumer of this database: the position moved past everything given up.
+    assert.deepEqual((await db.pool.query('SELECT last_seq FROM inbox_positions WHERE aggregate_id = $1', [order])).rows, [{ last_seq: 2 }]);
   });
 
   it("purging a RECEIVED dead letter moves this service's position past it, so the later events of its aggregate apply", async () => {
