@@ -93,14 +93,14 @@ describe('the position check', () => {
 describe('the one-statement forms', () => {
   const message = (sequence: number) => ({ messageId: randomUUID(), eventType: sequence === 1 ? 'OrderCreated' : 'OrderCancelled', payload: {} });
 
-  it('recordInOrder: the same judgements; a duplicate message id moves nothing and is reported as such', async () => {
+  it('recordInOrder: the same judgements; a copy at an applied position (same id or not) moves nothing and is reported as not new', async () => {
     const order = randomUUID();
     const record = (m: ReturnType<typeof message>, sequence: number) => withTransaction(db.pool, (tx) => recordInOrder(tx, m, 'Worker-1', order, sequence, 'applied'));
     assert.deepEqual(await record(message(2), 2), { isNew: true, verdict: 'early', lastSeq: 0 });
     const first = message(1);
     assert.deepEqual(await record(first, 1), { isNew: true, verdict: 'next', lastSeq: 1 });
     assert.deepEqual(await record(first, 1), { isNew: false }, 'the inbox stops a duplicate before the position');
-    assert.deepEqual(await record(message(1), 1), { isNew: true, verdict: 'stale', lastSeq: 1 });
+    assert.deepEqual(await record(message(1), 1), { isNew: false }, 'a copy at an applied position (another id) is a duplicate too');
     assert.deepEqual(await record(message(2), 2), { isNew: true, verdict: 'next', lastSeq: 2 });
     assert.equal(await positionOf(db.pool, order), 2);
   });

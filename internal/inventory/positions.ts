@@ -4,6 +4,7 @@
 // retries, several workers, a broker with several consumers. Kept as long as the aggregates
 // are (never pruned with the inbox): a cancellation may come long after its order's creation.
 import type { Queryable } from '../db/pool.ts';
+import { AppError } from '../errors/errors.ts';
 import type { MessageCopy, Outcome } from './processed.ts';
 
 export type PositionVerdict =
@@ -70,30 +71,35 @@ export type InboxRecord = { isNew: false } | ({ isNew: true } & PositionCheck);
 
 /**
  * The per-message consumer's first step in ONE statement (one round trip, as the inbox insert
- * alone was before positions existed): the inbox row (INSERT … ON CONFLICT DO NOTHING, the
- * idempotency check), then, only if the message was new, the position step of
- * advancePosition with the same locking rules. A duplicate changes no position.
+ * alone was before positions existed). The position decides, with the locking rules of
+ * advancePosition: only the next event of its aggregate is recorded in the inbox and moves the
+ * position; an early one writes nothing (isNew with verdict 'early': defer it); one at a
+ * position already applied is a copy, whatever its message id (the same message again, or a
+ * copy that outlived its pruned inbox record: each position has exactly one message), so it is
+ * reported as not new and skipped like any duplicate, never dead-lettered (a dead letter would
+ * park the aggregate's later events behind an event that was in fact applied).
  */
 export async function recordInOrder(
   tx: Queryable, message: MessageCopy, handledBy: string, aggregateId: string, sequence: number, outcome: Outcome,
 ): Promise<InboxRecord> {
-  const { rows } = await tx.query<{ is_new: boolean; advanced: boolean; last_seq: number | null }>(
-    `WITH inbox AS (
-       INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
-       VALUES ($1, $8, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (message_id) DO NOTHING
-       RETURNING 1
-     ), advanced AS (
+  const { rows } = await tx.query<{ recorded: boolean; advanced: boolean; last_seq: number | null }>(
+    `WITH advanced AS (
        UPDATE inbox_positions SET last_seq = $7, updated_at = now()
-        WHERE aggregate_id = $6 AND last_seq = $7 - 1 AND EXISTS (SELECT 1 FROM inbox)
+        WHERE aggregate_id = $6 AND last_seq = $7 - 1
        RETURNING 1
      ), started AS (
        INSERT INTO inbox_positions (aggregate_id, last_seq)
-       SELECT $6, 1 WHERE $7 = 1 AND EXISTS (SELECT 1 FROM inbox)
+       SELECT $6, 1 WHERE $7 = 1
        ON CONFLICT (aggregate_id) DO NOTHING
        RETURNING 1
+     ), inbox AS (
+       INSERT INTO processed_messages (message_id, outcome, handled_by, event_type, payload, headers, aggregate_id, aggregate_seq)
+       SELECT $1, $8, $2, $3, $4, $5, $6, $7
+        WHERE EXISTS (SELECT 1 FROM advanced) OR EXISTS (SELECT 1 FROM started)
+       ON CONFLICT (message_id) DO NOTHING
+       RETURNING 1
      )
-     SELECT EXISTS (SELECT 1 FROM inbox) AS is_new,
+     SELECT EXISTS (SELECT 1 FROM inbox) AS recorded,
             EXISTS (SELECT 1 FROM advanced) OR EXISTS (SELECT 1 FROM started) AS advanced,
             (SELECT last_seq FROM inbox_positions WHERE aggregate_id = $6) AS last_seq`,
     [
@@ -102,8 +108,14 @@ export async function recordInOrder(
     ],
   );
   const row = rows[0]!;
-  if (!row.is_new) return { isNew: false };
-  return { isNew: true, ...verdictOf(sequence, row.advanced, row.last_seq) };
+  const check = verdictOf(sequence, row.advanced, row.last_seq);
+  if (check.verdict === 'stale') return { isNew: false };
+  // The position moved, but this message id is already in the inbox: it was applied at another
+  // position, which cannot happen with one message per position. Refuse (rolls back the move).
+  if (check.verdict === 'next' && !row.recorded) {
+    throw new AppError('POISON_MESSAGE', `message ${message.messageId} is already in the inbox at another position of order ${aggregateId}`);
+  }
+  return { isNew: true, ...check };
 }
 
 /**
