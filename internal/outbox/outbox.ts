@@ -54,6 +54,11 @@ export interface OutboxEvent {
   /** Why the previous attempt did not finish (null on a first delivery). */
   lastError: string | null;
   createdAt: Date;
+  /**
+   * This claim took it over from a worker whose lease expired. Such events are claimed one per
+   * claim (see CLAIM_SQL), so the relay claims again at once rather than one per poll.
+   */
+  takenOver?: boolean;
 }
 
 export interface Claim {
@@ -72,6 +77,8 @@ interface OutboxRow {
   attempts: number;
   last_error: string | null;
   created_at: Date;
+  /** Set by the claim: it was still leased by another worker, whose lease had expired. */
+  taken_over?: boolean;
 }
 
 /**
@@ -207,7 +214,7 @@ export function claimSql(ordered: boolean): string {
               SELECT id FROM candidates
                WHERE NOT EXISTS (SELECT 1 FROM candidates WHERE abandoned)
                   OR id = (SELECT min(id) FROM candidates WHERE abandoned)))
-     RETURNING id, message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, last_error, created_at`;
+     RETURNING id, message_id, event_type, aggregate_id, aggregate_seq, payload, headers, attempts, last_error, created_at, claimed_alone AS taken_over`;
 }
 
 const CLAIM_SQL = claimSql(true);
@@ -497,6 +504,7 @@ export async function clearOutbox(tx: Queryable): Promise<void> {
 function toEvent(row: OutboxRow): OutboxEvent {
   return {
     id: String(row.id),
+    takenOver: row.taken_over === true,
     messageId: row.message_id,
     eventType: row.event_type,
     aggregateId: row.aggregate_id,

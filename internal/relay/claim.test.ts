@@ -123,6 +123,29 @@ describe('the lease', () => {
   });
 });
 
+describe('events left behind by a dead worker', () => {
+  it('are taken over one per claim, and the relay claims again at once for the rest (no poll: 1 hour)', async () => {
+    await db.pool.query('DELETE FROM outbox');
+    await fillOutbox(3);
+    const store = createOutboxStore(db.pool, { batchSize: 10, leaseMs: 30_000 });
+    // A worker claimed all three and died: their lease has run out.
+    await store.claim('Worker-dead');
+    await db.pool.query(`UPDATE outbox SET available_at = now(), locked_until = now()`);
+    const delivered: string[] = [];
+    const relay = new Relay(
+      { store, deliver: async (event) => (delivered.push(event.id), 'applied'), logger: createSilentLogger() },
+      { workers: 1, pollIntervalMs: 3_600_000 },
+    );
+    relay.start();
+    try {
+      for (let i = 0; i < 200 && delivered.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(delivered.length, 3, 'each take-over claim is followed by another, not by a 1-hour sleep');
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
 describe('failed deliveries', () => {
   it('stay in the outbox with the error, come back after a backoff, and do not spin', async () => {
     await fillOutbox(1);

@@ -187,8 +187,9 @@ export class Relay {
     }
     const claimed = claim.events.length;
     if (claimed === 0) return { claimed };
-    // A full claim may have left more behind it.
-    if (claimed >= this.deps.store.batchSize) this.unclaimed = true;
+    // A full claim may have left more behind it; so may one that took over an event from a dead
+    // worker (those are claimed one per claim, whatever waits behind them).
+    if (claimed >= this.deps.store.batchSize || claim.events.some((e) => e.takenOver)) this.unclaimed = true;
     this.deps.observer?.onClaimed(name, claimed);
     if (this.deps.deliverBatch) {
       await this.deliverClaim(name, claim.token, claim.events, lease);
