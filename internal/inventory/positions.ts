@@ -22,8 +22,9 @@ export interface PositionCheck {
 }
 
 /**
- * Runs on the consumer's transaction client, after its inbox insert: moves the aggregate's
- * position to `sequence` when it is the next one. One statement, one round trip.
+ * The position rule for one event: moves the aggregate's position to `sequence` when it is the
+ * next one (advancePositions with one item; recordInOrder takes the same steps together with
+ * the inbox row).
  *
  * Concurrency (READ COMMITTED). Every path that changes a position goes through a row lock or
  * a unique-index insert, so two transactions can never both take the same step:
@@ -39,23 +40,7 @@ export interface PositionCheck {
  * a position that moved meanwhile is judged again on the next delivery.
  */
 export async function advancePosition(tx: Queryable, aggregateId: string, sequence: number): Promise<PositionCheck> {
-  const { rows } = await tx.query<{ advanced: boolean; last_seq: number | null }>(
-    `WITH advanced AS (
-       UPDATE inbox_positions SET last_seq = $2, updated_at = now()
-        WHERE aggregate_id = $1 AND last_seq = $2 - 1
-       RETURNING 1
-     ), started AS (
-       INSERT INTO inbox_positions (aggregate_id, last_seq)
-       SELECT $1, 1 WHERE $2 = 1
-       ON CONFLICT (aggregate_id) DO NOTHING
-       RETURNING 1
-     )
-     SELECT EXISTS (SELECT 1 FROM advanced) OR EXISTS (SELECT 1 FROM started) AS advanced,
-            (SELECT last_seq FROM inbox_positions WHERE aggregate_id = $1) AS last_seq`,
-    [aggregateId, sequence],
-  );
-  const row = rows[0]!;
-  return verdictOf(sequence, row.advanced, row.last_seq);
+  return (await advancePositions(tx, [{ aggregateId, sequence }]))[0]!;
 }
 
 /** The judgement of one event, from what the position statement saw. */
