@@ -31,8 +31,9 @@ export async function recordAnswer(tx: Queryable, answer: StockAnswer): Promise<
 export async function reserveAnswered(
   tx: Queryable, answer: Omit<StockAnswer, 'outcome'>,
 ): Promise<{ stockLeft: number | undefined; answered: boolean }> {
-  const { rows } = await tx.query<{ stock_left: number | null; answered: boolean }>(
-    `WITH taken AS (
+  const { rows } = await tx.query<{ stock_left: number | null; answered: boolean }>({
+    name: 'stock-reserve-answered', // prepared once per connection: it runs once per order
+    text: `WITH taken AS (
        UPDATE products SET stock = stock - $4, updated_at = now()
         WHERE id = $3 AND stock >= $4
        RETURNING stock
@@ -43,8 +44,8 @@ export async function reserveAnswered(
        RETURNING 1
      )
      SELECT (SELECT stock FROM taken) AS stock_left, EXISTS (SELECT 1 FROM answered) AS answered`,
-    [answer.orderId, answer.messageId, answer.productId, answer.quantity],
-  );
+    values: [answer.orderId, answer.messageId, answer.productId, answer.quantity],
+  });
   const row = rows[0]!;
   return { stockLeft: row.stock_left ?? undefined, answered: row.answered };
 }

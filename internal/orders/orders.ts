@@ -137,11 +137,12 @@ export async function settleOrder(
   status: 'CONFIRMED' | 'REJECTED',
   reason: string | null = null,
 ): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    `UPDATE orders SET status = $2, reject_reason = $3, updated_at = now()
+  const { rowCount } = await tx.query({
+    name: 'orders-settle', // prepared once per connection: it runs once per order
+    text: `UPDATE orders SET status = $2, reject_reason = $3, updated_at = now()
       WHERE id = $1 AND status = 'PENDING'`,
-    [orderId, status, reason],
-  );
+    values: [orderId, status, reason],
+  });
   return rowCount === 1;
 }
 
