@@ -414,6 +414,13 @@ export class Relay {
     else this.deps.observer?.onFailed(name);
   }
 
+  /** Gives an event back for `delayMs` without counting the attempt (it was not its fault), then says so. */
+  private async giveBackUncounted(log: Logger, token: string, event: OutboxEvent, lastError: string, delayMs: number, say: () => void): Promise<void> {
+    const kept = await this.deps.store.retryUncounted(event, token, lastError, delayMs).catch(() => false);
+    say();
+    if (!kept) log.warn(`${event.messageId}: not recorded (lease lost or database away); it comes back when its lease ends`);
+  }
+
   private async handleFailure(name: string, log: Logger, token: string, event: OutboxEvent, error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
     // Early, not failed: its predecessor (in backoff, or on another worker) must be applied
@@ -421,10 +428,8 @@ export class Relay {
     // deferrals dead-letters it; it is simply given back for a little while.
     if (isAppError(error, 'DEFERRED')) {
       const delayMs = this.options.deferRetryMs ?? DEFAULT_DEFER_RETRY_MS;
-      const kept = await this.deps.store.retryUncounted(event, token, `deferred: ${message}`, delayMs).catch(() => false);
-      log.info(`deferred: ${message} (${event.messageId}); attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s${traceTag(event.headers)}`);
-      if (!kept) log.warn(`${event.messageId}: deferral not recorded (lease lost or database away); it comes back when its lease ends`);
-      return;
+      const line = `deferred: ${message} (${event.messageId}); attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s${traceTag(event.headers)}`;
+      return this.giveBackUncounted(log, token, event, `deferred: ${message}`, delayMs, () => log.info(line));
     }
     // A poison message can never succeed, so retrying it only delays the events behind it.
     if (isAppError(error, 'POISON_MESSAGE')) return this.giveUp(name, log, token, event, `poison message: ${message}`);
@@ -432,10 +437,8 @@ export class Relay {
     // fault, so the attempt does not count and no outage, however long, dead-letters it.
     if (isAppError(error, 'TRANSPORT_UNAVAILABLE')) {
       const delayMs = this.options.transportRetryMs ?? DEFAULT_TRANSPORT_RETRY_MS;
-      const kept = await this.deps.store.retryUncounted(event, token, message, delayMs).catch(() => false);
-      log.warn(`could not publish ${event.messageId}: ${message}; attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s`);
-      if (!kept) log.warn(`${event.messageId}: not recorded (lease lost or database away); it comes back when its lease ends`);
-      return;
+      const line = `could not publish ${event.messageId}: ${message}; attempt not counted, again in ${(delayMs / 1000).toFixed(1)} s`;
+      return this.giveBackUncounted(log, token, event, message, delayMs, () => log.warn(line));
     }
     if (event.attempts >= this.maxAttempts) {
       return this.giveUp(name, log, token, event, `failed ${event.attempts} times; last: ${message}`);
