@@ -59,6 +59,7 @@ describe('over NATS', () => {
     let deferrals = 0;
     let failuresLeft = 2; // after the deferrals, the cancellation fails for real twice (maxDeliveries 3)
     let createPublished = false;
+    let cancelsInHandler = 0;
     const outcomes: string[] = [];
     await subscriber.start(async (message, by) => {
       // The first two deliveries of the cancellation after the creation was published fail for
@@ -67,6 +68,7 @@ describe('over NATS', () => {
         failuresLeft -= 1;
         throw new Error('database hiccup');
       }
+      if (message.eventType === ORDER_CANCELLED) cancelsInHandler += 1;
       try {
         const outcome = await consumer.handle(message, by);
         outcomes.push(outcome);
@@ -74,6 +76,8 @@ describe('over NATS', () => {
       } catch (error) {
         if (isAppError(error, 'DEFERRED')) deferrals += 1;
         throw error;
+      } finally {
+        if (message.eventType === ORDER_CANCELLED) cancelsInHandler -= 1;
       }
     });
     const publisher = createNatsPublisher(nc!, { stream: ORDERS_STREAM, timeoutMs: 5_000 });
@@ -84,7 +88,11 @@ describe('over NATS', () => {
       assert.equal(await stockOf(db.pool, 'widget'), 50);
       assert.deepEqual((await db.pool.query('SELECT 1 FROM processed_messages')).rows, [], 'a deferral leaves no inbox row');
 
+      // A cancellation that entered the handler before the flag could otherwise still be inside
+      // it when the creation commits and be applied, skipping the two failures (seen in CI on a
+      // slow machine): publish the creation only once no such delivery is left in flight.
       createPublished = true;
+      await eventually('no cancellation delivery in flight', () => cancelsInHandler === 0, 20_000);
       await publisher.publish(create, 'Worker-1');
       await eventually('both applied', () => outcomes.includes('applied') && outcomes.includes('released'), 20_000);
       assert.equal(failuresLeft, 0, 'the two real failures happened, after the deferrals');
