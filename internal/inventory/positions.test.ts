@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { withTransaction } from '../db/transaction.ts';
 import { createTestDatabase, emptyPipelineTables, type TestDatabase } from '../testkit/database.ts';
-import { advancePosition, advancePositions, positionOf, recordInOrder } from './positions.ts';
+import { ADVANCE_POSITIONS_SQL, advancePosition, advancePositions, positionOf, RECORD_IN_ORDER_SQL, recordInOrder } from './positions.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -139,3 +139,59 @@ describe('the one-statement forms', () => {
     assert.deepEqual([await positionOf(db.pool, a), await positionOf(db.pool, b), await positionOf(db.pool, c), await positionOf(db.pool, d)], [1, 2, 0, 2]);
   });
 });
+
+// Found by the drain benchmark: each consumer connection prepares its statement once, and a
+// plan made while inbox_positions was small (a fresh database) stays until the table is
+// analysed again; with it, every message's needless probes (a creation's UPDATE, last_seq read
+// after a move) scanned the whole table, so the drain slowed down as the table grew. Plans, not
+// timings: the scans of inbox_positions a creation runs must not touch the table's rows.
+describe('the position statements read inbox_positions only where they must', () => {
+  it('a creation, alone or in a batch, reads no row of a large inbox_positions planned for while it was empty', async () => {
+    const client = await db.pool.connect();
+    const explain = async (statement: string, values: unknown[] = []): Promise<number> => {
+      await client.query('BEGIN');
+      try {
+        const { rows } = await client.query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${statement}`, values);
+        return sumScanBuffers(rows[0]['QUERY PLAN'][0].Plan);
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    };
+    const creation = () => [randomUUID(), 'Worker-1', 'OrderCreated', '{}', '{}', randomUUID(), 1, 'applied'];
+    try {
+      await client.query('ANALYZE inbox_positions');
+      // The cached plan a long-lived consumer connection holds, made while the table was empty.
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      await client.query(`PREPARE record_in_order AS ${RECORD_IN_ORDER_SQL}`);
+      const literal = (v: unknown) => (typeof v === 'number' ? String(v) : `'${String(v)}'`);
+      const execute = () => `EXECUTE record_in_order(${creation().map(literal).join(', ')})`;
+      await explain(execute());
+      await client.query(`INSERT INTO inbox_positions (aggregate_id, last_seq) SELECT gen_random_uuid(), 1 FROM generate_series(1, 20000)`);
+      const pages = Number((await client.query(`SELECT pg_relation_size('inbox_positions') / 8192 AS pages`)).rows[0].pages);
+      assert.ok(pages > 80, `the table is large enough to tell (${pages} pages)`);
+
+      const one = await explain(execute());
+      const batch = await explain(ADVANCE_POSITIONS_SQL, [Array.from({ length: 50 }, () => randomUUID()), Array(50).fill(1)]);
+      assert.ok(one < 10, `recordInOrder for a creation scanned ${one} buffers of inbox_positions`);
+      assert.ok(batch < 10, `advancePositions for 50 creations scanned ${batch} buffers of inbox_positions`);
+    } finally {
+      client.release(true); // its prepared statement and settings go with it
+    }
+  });
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
+  Plans?: PlanNode[];
+}
+
+/** Buffers touched by the scans (not the inserts) of inbox_positions in an EXPLAIN ANALYZE plan. */
+function sumScanBuffers(node: PlanNode): number {
+  const own = node['Relation Name'] === 'inbox_positions' && node['Node Type'].includes('Scan')
+    ? (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0)
+    : 0;
+  return own + (node.Plans ?? []).reduce((sum, child) => sum + sumScanBuffers(child), 0);
+}
