@@ -20,6 +20,14 @@ export interface PoolOptions {
    */
   asyncCommit?: boolean;
   /**
+   * Plan every statement for the tables as they are now (plan_cache_mode=force_custom_plan),
+   * prepared ones included. For statements on a table that swings between empty and a large
+   * backlog, as the outbox does: PostgreSQL may keep one generic plan for a prepared statement,
+   * and one made while the table was empty scans it, every row against every row, until the
+   * table is analysed again. Parsing is still saved; planning is paid on every execution.
+   */
+  customPlans?: boolean;
+  /**
    * Ends a statement that runs longer than this, and a session left idle inside a transaction
    * this long (a stalled process holding row locks). 0 or unset: no limit.
    */
@@ -29,6 +37,15 @@ export interface PoolOptions {
    * must answer at once after a quiet spell keeps its usual number open: see warmPool().
    */
   min?: number;
+}
+
+/** Settings passed at connection start (libpq's `options`): none unless a role asks for them. */
+function sessionSettings(options: PoolOptions): { options?: string } {
+  const settings = [
+    ...(options.asyncCommit ? ['-c synchronous_commit=off'] : []),
+    ...(options.customPlans ? ['-c plan_cache_mode=force_custom_plan'] : []),
+  ];
+  return settings.length > 0 ? { options: settings.join(' ') } : {};
 }
 
 /** How much longer than the statement timeout the client waits for an answer itself. */
@@ -47,7 +64,7 @@ export function createPool(options: PoolOptions, logger: Logger): Pool {
     // host) is noticed by TCP keepalive instead of never.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    ...(options.asyncCommit ? { options: '-c synchronous_commit=off' } : {}),
+    ...sessionSettings(options),
     ...(options.statementTimeoutMs
       ? {
           statement_timeout: options.statementTimeoutMs,
