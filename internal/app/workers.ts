@@ -175,20 +175,20 @@ export function workerNamePrefix(config: Pick<Config, 'relayName'>): string {
 }
 
 /**
- * A delivery stuck behind a lock must fail while its worker still holds the lease: then it is
- * retried after a backoff. Failing after the lease ran out, it would be claimed again at once
- * by another worker, into the same lock, and use up its attempts without any backoff.
- */
-/**
  * The relay's connections. Its writes commit asynchronously (above). Its statements are planned
  * for the outbox as it is at each claim: the outbox sits near empty for hours and then holds a
  * backlog (a consumer or broker outage), and a claim planned once while it was empty would,
- * with 20,000 events waiting, take 40 s instead of milliseconds (relay/claim-plan.test.ts).
+ * with 20,000 events waiting, take 42 s instead of milliseconds (relay/claim-plan.test.ts).
  */
 export function relayPoolOptions(base: Pick<PoolOptions, 'url' | 'connectionTimeoutMs' | 'statementTimeoutMs'>, workers: number): PoolOptions {
   return { ...base, applicationName: 'outbox-demo:relay', max: workers + 1, min: workers, asyncCommit: true, customPlans: true };
 }
 
+/**
+ * A delivery stuck behind a lock must fail while its worker still holds the lease: then it is
+ * retried after a backoff. Failing after the lease ran out, it would be claimed again at once
+ * by another worker, into the same lock, and use up its attempts without any backoff.
+ */
 export function workerStatementTimeoutMs(config: Pick<Config, 'statementTimeoutMs' | 'leaseMs'>): number {
   const withinLease = Math.floor(config.leaseMs / 2);
   return config.statementTimeoutMs === 0 ? withinLease : Math.min(config.statementTimeoutMs, withinLease);

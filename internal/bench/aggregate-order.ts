@@ -44,7 +44,7 @@ export async function measureAggregateOrder(
 
 async function drainRun(databases: BenchDatabases, config: Config, events: number, k: number): Promise<number> {
   const db = await databases.fresh(`order_k${k}`);
-  const relayPool = createPool({ url: db.url, applicationName: 'outbox-bench:order', max: config.workers + 1, connectionTimeoutMs: 10_000 }, createSilentLogger());
+  const relayPool = createPool({ url: db.url, applicationName: 'outbox-bench:order', max: config.workers + 1, connectionTimeoutMs: 10_000, customPlans: true }, createSilentLogger()); // planned per claim, as the relay's own (relayPoolOptions)
   try {
     // Each aggregate's events back to back, in their order (1 … k), as if written at once.
     for (let from = 0; from < events; from += SEED_CHUNK) {

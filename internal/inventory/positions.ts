@@ -57,7 +57,7 @@ function verdictOf(sequence: number, advanced: boolean, seen: number | null): Po
  * inbox_positions only where it must: a creation (position 1) has no row to move, and last_seq
  * is needed only when nothing moved. Each needless probe became a scan of the whole table
  * whenever its statistics said "empty" (analysed while empty, until autovacuum analyses it
- * again), and a drain of 10,000 messages ran at 0.6 of its speed before positions existed.
+ * again), and a drain of 10,000 messages ran at about half its speed before positions existed.
  */
 export const RECORD_IN_ORDER_SQL = `WITH advanced AS (
    UPDATE inbox_positions SET last_seq = $7, updated_at = now()

@@ -297,11 +297,11 @@ export async function claimEvents(
   sql: string = CLAIM_SQL,
 ): Promise<Claim> {
   const token = randomUUID();
-  // Named, so each connection parses and plans it once, not on every claim: the claim and the
-  // delete run once or more per event, and at a steady trickle of orders PostgreSQL spent about
-  // a third of their CPU time planning them again (measured in docs/performance.md). A name
-  // stands for one text per connection: only the product's claim gets it (the test control
-  // passes another text).
+  // Named, so each connection parses it once, not on every claim: the claim and the delete run
+  // once or more per event. The relay's connections still plan it at every claim
+  // (relayPoolOptions: a plan kept from an empty outbox reads a later backlog row by row). A
+  // name stands for one text per connection: only the product's claim gets it (the test
+  // control passes another text).
   const values = [options.batchSize, options.workerName, token, options.leaseMs];
   const { rows } = await db.query<OutboxRow>(sql === CLAIM_SQL ? { name: 'outbox-claim', text: sql, values } : { text: sql, values });
   rows.sort((a, b) => Number(a.id) - Number(b.id));
